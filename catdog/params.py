@@ -1,0 +1,259 @@
+"""Pipeline parameters: loaded from ``params.yaml`` and validated once.
+
+Each section of ``params.yaml`` is named after the stage that reads it (``data`` is shared by the
+stages that need the image source or size). Unknown keys, wrong types and impossible values fail
+with a :class:`ParamsError` that names the offending key, before any heavy work starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "Params",
+    "ParamsError",
+    "apply_overrides",
+    "load_params",
+    "parse_params",
+]
+
+
+class ParamsError(ValueError):
+    """Raised when a params file or an override is invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class SyntheticParams(_Section):
+    """The embedded generator of cartoon cats and dogs."""
+
+    per_class: int = Field(150, ge=2, description="pictures generated per class")
+    size: int = Field(128, ge=32, le=1024, description="side of a generated picture, pixels")
+    seed: int = Field(7, ge=0)
+
+
+class DataParams(_Section):
+    """Where the images come from and the size every model sees them at."""
+
+    source: str = Field("synthetic", min_length=1)
+    image_size: int = Field(96, ge=32, le=1024)
+    synthetic: SyntheticParams = SyntheticParams()
+
+    @field_validator("image_size")
+    @classmethod
+    def _scratch_fits_image(cls, value: int) -> int:
+        # The book's convnet has five valid 3x3 convolutions and four poolings: below 78 px the
+        # last convolution would get an empty input (VGG16 alone would take 32).
+        if value < 78:
+            raise ValueError(f"must be at least 78 for the from-scratch convnet, got {value}")
+        return value
+
+
+class IngestParams(_Section):
+    min_per_class: int = Field(2, ge=1)
+    max_pixels: int = Field(40_000_000, ge=1024, description="larger images are rejected as bombs")
+    workers: int = Field(0, ge=0, description="decoding threads; 0 = one per core")
+
+
+class SplitParams(_Section):
+    train: float = Field(0.6, gt=0, lt=1)
+    validation: float = Field(0.2, gt=0, lt=1)
+    test: float = Field(0.2, gt=0, lt=1)
+    seed: int = Field(42, ge=0)
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> SplitParams:
+        total = self.train + self.validation + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(
+                f"train + validation + test must sum to 1, got {total:g} "
+                f"({self.train:g} + {self.validation:g} + {self.test:g})"
+            )
+        return self
+
+
+class AugmentParams(_Section):
+    views: int = Field(2, ge=0, le=100, description="augmented views per training image")
+    flip: Literal["horizontal", "vertical", "horizontal_and_vertical", "none"] = "horizontal"
+    rotation: float = Field(0.1, ge=0, le=1, description="fraction of a full turn, as Keras")
+    zoom: float = Field(0.2, ge=0, lt=1)
+    seed: int = Field(42, ge=0)
+    preview: int = Field(8, ge=1, le=64, description="training images shown in the preview grid")
+
+
+class FeaturesParams(_Section):
+    weights: str = Field("auto", min_length=1)
+    batch_size: int = Field(32, ge=1)
+    dtype: Literal["float16", "float32"] = "float16"
+    seed: int = Field(42, ge=0, description="initialises untrained weights")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_weights(cls, value: str) -> str:
+        if value in {"auto", "imagenet", "none"} or value.endswith((".h5", ".keras")):
+            return value
+        raise ValueError(
+            "must be 'auto', 'imagenet', 'none' or a path to a Keras weights file "
+            f"ending in .h5 / .weights.h5, got {value!r}"
+        )
+
+
+class _TrainParams(_Section):
+    epochs: int = Field(ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(gt=0, lt=1)
+    seed: int = Field(42, ge=0)
+
+
+class ClassifierParams(_TrainParams):
+    epochs: int = Field(20, ge=1, le=10_000)
+    learning_rate: float = Field(1e-3, gt=0, lt=1)
+    units: int = Field(256, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+
+
+class FinetuneParams(_TrainParams):
+    epochs: int = Field(3, ge=1, le=10_000)
+    learning_rate: float = Field(1e-5, gt=0, lt=1)
+    unfreeze: int = Field(4, ge=1, le=19, description="last conv-base layers made trainable")
+
+
+class ScratchParams(_TrainParams):
+    epochs: int = Field(20, ge=1, le=10_000)
+    learning_rate: float = Field(1e-3, gt=0, lt=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+
+
+class EvaluateParams(_Section):
+    threshold: float = Field(0.5, gt=0, lt=1)
+    batch_size: int = Field(32, ge=1)
+
+
+class MlflowParams(_Section):
+    experiment: str = Field("catdog", min_length=1)
+
+
+class Params(_Section):
+    """All parameters of the pipeline, one attribute per ``params.yaml`` section."""
+
+    data: DataParams = DataParams()
+    ingest: IngestParams = IngestParams()
+    split: SplitParams = SplitParams()
+    augment: AugmentParams = AugmentParams()
+    features: FeaturesParams = FeaturesParams()
+    classifier: ClassifierParams = ClassifierParams()
+    finetune: FinetuneParams = FinetuneParams()
+    scratch: ScratchParams = ScratchParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    mlflow: MlflowParams = MlflowParams()
+
+    def section(self, dotted: str) -> Any:
+        """Return the value at a dotted key such as ``data.image_size``."""
+        value: Any = self
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        return value
+
+
+def _format_error(error: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid parameters"]
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "<top level>"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+            parent_model: Any = Params
+            for part in item["loc"][:-1]:
+                field = parent_model.model_fields.get(str(part))
+                parent_model = field.annotation if field else None
+                if parent_model is None:
+                    break
+            if parent_model is not None and hasattr(parent_model, "model_fields"):
+                close = difflib.get_close_matches(
+                    str(item["loc"][-1]), parent_model.model_fields, n=1
+                )
+                if close:
+                    message += f" (did you mean {close[0]!r}?)"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: Mapping[str, Any] | None, *, origin: str = "params") -> Params:
+    """Validate a mapping of parameters.
+
+    Args:
+        raw: The parsed YAML mapping (missing sections take their defaults).
+        origin: Where the mapping came from, used in error messages.
+
+    Returns:
+        The validated, frozen parameters.
+
+    Raises:
+        ParamsError: On an unknown key, a wrong type or an impossible value; names the key.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ParamsError(f"{origin}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(dict(raw))
+    except ValidationError as error:
+        raise ParamsError(_format_error(error, origin)) from None
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ParamsError(f"override {text!r}: expected key=value, e.g. classifier.epochs=5")
+    return key.strip().split("."), yaml.safe_load(value) if value.strip() else ""
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``key.sub=value`` overrides applied (values parsed as YAML)."""
+    result: dict[str, Any] = _deep_copy(raw)
+    for text in overrides:
+        parts, value = _parse_override(text)
+        node = result
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ParamsError(f"override {text!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+
+
+def load_params(path: Path, overrides: Iterable[str] = ()) -> Params:
+    """Load, override and validate a params file.
+
+    Args:
+        path: The YAML file (usually ``params.yaml``).
+        overrides: ``key=value`` strings, as for ``dvc exp run -S``.
+
+    Raises:
+        ParamsError: If the file is missing, is not YAML, or holds invalid parameters.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return parse_params(apply_overrides(raw or {}, overrides), origin=str(path))

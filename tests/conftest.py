@@ -1,0 +1,118 @@
+"""Shared fixtures: quiet offline settings, tiny images, a temporary copy of the project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_PHOTOS = Path(
+    os.environ.get("CATDOG_SHARED_PHOTOS", REPO.parent / "shared" / "data" / "dogs-vs-cats-2400")
+)
+
+for key, value in {
+    "DVC_NO_ANALYTICS": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "KERAS_BACKEND": "tensorflow",
+}.items():
+    os.environ.setdefault(key, value)
+
+
+def write_image(path: Path, size: tuple[int, int] = (40, 30), mode: str = "RGB", fmt: str = "JPEG",
+                seed: int = 0) -> Path:
+    """A small random picture, saved in ``fmt`` (whatever the suffix says)."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    if mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def flat_folder(tmp_path: Path) -> Path:
+    """Six cats and six dogs in Kaggle's flat layout, all distinct."""
+    folder = tmp_path / "photos"
+    for i in range(6):
+        write_image(folder / f"cat.{i}.jpg", seed=i)
+        write_image(folder / f"dog.{i}.jpg", seed=100 + i)
+    return folder
+
+
+# What an end-to-end copy of the project needs (no data, no state, no environment).
+PROJECT_FILES = ("pyproject.toml", "params.yaml", "dvc.yaml", ".dvcignore", "catdog", "tasks",
+                 "flows")
+
+TINY_PARAMS = {
+    "data.synthetic.per_class": 12,
+    "data.image_size": 80,
+    "augment.views": 1,
+    "features.weights": "none",
+    "classifier.epochs": 2,
+    "finetune.epochs": 1,
+    "scratch.epochs": 1,
+}
+
+
+def bin_dir() -> Path:
+    """The folder of the running interpreter's scripts (catdog, dvc)."""
+    return Path(sys.executable).parent
+
+
+def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{bin_dir()}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("DVC_ROOT", None)
+    env.update(extra or {})
+    return env
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, cwd=cwd, env=env or project_env(), capture_output=True,
+                            text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode})\n--- stdout\n{result.stdout[-4000:]}"
+            f"\n--- stderr\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def make_project_copy(dest: Path, params: dict[str, object] | None = None) -> Path:
+    """A fresh git + DVC repository holding the project's code and a tiny params.yaml."""
+    import yaml
+
+    from catdog.params import apply_overrides
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, dest / name)
+    shutil.copytree(REPO / ".dvc", dest / ".dvc",
+                    ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    overrides = [f"{k}={v}" for k, v in {**TINY_PARAMS, **(params or {})}.items()]
+    (dest / "params.yaml").write_text(yaml.safe_dump(apply_overrides(raw, overrides),
+                                                     sort_keys=False))
+    (dest / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"],
+        dest)
+    return dest
