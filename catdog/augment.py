@@ -1,0 +1,81 @@
+"""Augment: K seeded augmented views of every training image, stored as one uint8 array.
+
+The views are what the book's in-model augmentation would show the network; materialising them
+once lets the features stage run VGG16 over each view a single time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from catdog.images import make_dataset
+from catdog.models import make_augmentation
+
+__all__ = ["VIEWS_ARRAY", "VIEWS_INDEX", "materialise_views"]
+
+VIEWS_ARRAY = "views.npy"
+VIEWS_INDEX = "views.csv"
+
+
+def materialise_views(
+    paths: Sequence[str],
+    labels: Sequence[str],
+    out_dir: Path,
+    *,
+    image_size: int,
+    views: int,
+    flip: str,
+    rotation: float,
+    zoom: float,
+    seed: int,
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Write ``views`` augmented copies of each image to ``out_dir`` (streamed, batch by batch).
+
+    Args:
+        paths: Training images.
+        labels: Their labels.
+        out_dir: Folder for ``views.npy`` (uint8, N*views x size x size x 3) and ``views.csv``.
+        image_size: Side of the stored views.
+        views: Augmented views per image (0 writes empty files).
+        flip: RandomFlip mode.
+        rotation: RandomRotation factor.
+        zoom: RandomZoom factor.
+        seed: Seed of the augmentation; the same seed gives byte-identical views.
+        batch_size: Images augmented at once.
+        progress: Called as ``progress(done, total)`` after each batch.
+
+    Returns:
+        The index of the views: row i of ``views.npy`` is (path, label, view) of row i.
+    """
+    keras.utils.set_random_seed(seed)
+    augmentation = make_augmentation(flip=flip, rotation=rotation, zoom=zoom, seed=seed)
+    total = len(paths) * views
+    array = np.lib.format.open_memmap(
+        out_dir / VIEWS_ARRAY, mode="w+", dtype="uint8", shape=(total, image_size, image_size, 3)
+    )
+    rows: list[dict[str, object]] = []
+    written = 0
+    for view in range(views):
+        dataset = make_dataset(paths, image_size, batch_size)
+        for batch in dataset:
+            augmented = np.asarray(augmentation(batch, training=True))
+            count = len(augmented)
+            array[written : written + count] = np.clip(np.round(augmented), 0, 255).astype("uint8")
+            written += count
+            if progress is not None:
+                progress(written, total)
+        rows.extend(
+            {"path": p, "label": lab, "view": view} for p, lab in zip(paths, labels, strict=True)
+        )
+    array.flush()
+    del array
+    index = pd.DataFrame(rows, columns=["path", "label", "view"])
+    index.to_csv(out_dir / VIEWS_INDEX, index=False, lineterminator="\n")
+    return index
