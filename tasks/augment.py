@@ -1,0 +1,76 @@
+"""Augment task: K seeded augmented views of each training image, and a preview grid PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+
+from catdog import paths
+from catdog.augment import VIEWS_ARRAY, materialise_views
+from catdog.evaluation import plot_image_grid
+from catdog.images import read_images
+from catdog.io import atomic_dir, remove_stale_staging
+from catdog.params import Params
+from catdog.split import read_manifest
+from tasks.common import TASK_OPTIONS, StageResult, progress_logger
+
+
+def _write_preview(
+    train: pd.DataFrame, views: np.ndarray, per_image: int, count: int, root: Path
+) -> Path:
+    """A grid with one training image per row, cats and dogs alternating: original, then views."""
+    cats = np.flatnonzero(train["label"].to_numpy() == "cat")
+    dogs = np.flatnonzero(train["label"].to_numpy() == "dog")
+    chosen = [int(i) for pair in zip(cats, dogs, strict=False) for i in pair][:count]
+    size = views.shape[1]
+    originals = read_images([str(root / train["path"].iloc[i]) for i in chosen], size)
+    tiles, titles = [], []
+    for row, i in enumerate(chosen):
+        label = train["label"].iloc[i]
+        tiles.append(originals[row])
+        titles.append(f"{label} original")
+        for view in range(per_image):
+            tiles.append(views[view * len(train) + i])
+            titles.append(f"view {view + 1}")
+    return plot_image_grid(
+        np.stack(tiles),
+        root / paths.AUGMENT_PREVIEW,
+        titles=titles,
+        ncols=per_image + 1,
+        title="Augmented views",
+    )
+
+
+@task(name="augment", **TASK_OPTIONS)
+def augment(params: Params, root: Path) -> StageResult:
+    """Materialise the augmented views of the training split as data/augmented."""
+    p = params.augment
+    manifest = read_manifest(root / paths.MANIFEST)
+    train = manifest[manifest["split"] == "train"]
+    out_dir = root / paths.AUGMENTED_DIR
+    remove_stale_staging(out_dir.parent)
+    with atomic_dir(out_dir) as staging:
+        index = materialise_views(
+            [str(root / path) for path in train["path"]],
+            list(train["label"]),
+            staging,
+            image_size=params.data.image_size,
+            views=p.views,
+            flip=p.flip,
+            rotation=p.rotation,
+            zoom=p.zoom,
+            seed=p.seed,
+            progress=progress_logger("augment: views"),
+        )
+        views = np.load(staging / VIEWS_ARRAY, mmap_mode="r")
+        preview = _write_preview(train, views, p.views, min(p.preview, len(train)), root)
+        del views
+    return StageResult(
+        "augment",
+        [out_dir, preview],
+        metrics={"views": float(len(index)), "train_images": float(len(train))},
+        artifacts=[preview],
+    )

@@ -1,0 +1,44 @@
+"""Classifier task: the book's dense head trained on the VGG16 features (and augmented views)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from catdog import paths
+from catdog.features import load_features
+from catdog.models import make_dense_head
+from catdog.params import Params
+from catdog.training import EpochCallback, seed_everything, train
+from tasks.common import TASK_OPTIONS, StageResult
+from tasks.training_outputs import save_training_outputs
+
+
+@task(name="classifier", **TASK_OPTIONS)
+def classifier(
+    params: Params, root: Path, on_epoch_end: EpochCallback | None = None
+) -> StageResult:
+    """Train the dense head on train + augmented-view features; keep the best epoch."""
+    p = params.classifier
+    folder = root / paths.FEATURES_DIR
+    x_train, y_train = load_features(folder, "train")
+    x_aug, y_aug = load_features(folder, "train_aug")
+    x_val, y_val = load_features(folder, "validation")
+    x = np.concatenate([x_train, x_aug]).astype("float32")
+    y = np.concatenate([y_train, y_aug])
+    seed_everything(p.seed)
+    model = make_dense_head(tuple(x.shape[1:]), units=p.units, dropout=p.dropout)
+    result = train(
+        model,
+        (x, y),
+        (np.asarray(x_val, dtype="float32"), y_val),
+        epochs=p.epochs,
+        learning_rate=p.learning_rate,
+        batch_size=p.batch_size,
+        on_epoch_end=on_epoch_end,
+    )
+    weights = json.loads((folder / "meta.json").read_text())["weights"]
+    return save_training_outputs("classifier", result, root, tags={"weights": weights["label"]})

@@ -1,0 +1,85 @@
+"""What every stage task shares: its result type, I/O-only retries and progress logging."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+__all__ = ["TASK_OPTIONS", "StageResult", "progress_logger", "run_logger"]
+
+
+@dataclass
+class StageResult:
+    """What a stage produced, for the flow to record (MLflow) and report."""
+
+    stage: str
+    outputs: list[Path]
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: dict[str, list[float]] | None = None
+    artifacts: list[Path] = field(default_factory=list)
+    model_path: Path | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _retry_only_io(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry transient I/O failures only; a failed training or bad input is not retried."""
+    try:
+        state.result()
+    except (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return False  # a wrong path or permission will not fix itself
+    except (TimeoutError, ConnectionError, OSError):
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+# Freshness is decided by DVC (dvc.lock) or by `catdog run`'s stamps, never by Prefect's cache.
+TASK_OPTIONS: dict[str, Any] = {
+    "cache_policy": NO_CACHE,
+    "retries": 2,
+    "retry_delay_seconds": [2, 10],
+    "retry_condition_fn": _retry_only_io,
+    "persist_result": False,
+}
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """Prefect's run logger inside a run, the ``catdog`` logger outside one."""
+    try:
+        return get_run_logger()
+    except Exception:
+        return logging.getLogger("catdog")
+
+
+def progress_logger(what: str, *, every: float = 0.1) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that logs about every ``every`` of the work."""
+    logger = run_logger()
+    state = {"next": 0.0}
+
+    def report(done: int, total: int) -> None:
+        fraction = done / total if total else 1.0
+        if fraction >= state["next"] or done == total:
+            logger.info("%s: %d/%d (%.0f%%)", what, done, total, 100 * fraction)
+            state["next"] = fraction + every
+
+    return report
+
+
+def flat(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into dotted keys."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flat(value, f"{name}."))
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,131 @@
+"""Evaluate task: every model on the same test set; metrics JSON, predictions, ROC, figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+
+from catdog import paths
+from catdog.evaluation import (
+    calibration_curve,
+    compute_metrics,
+    confusion_matrix,
+    plot_calibration,
+    plot_confusion_matrix,
+    plot_roc_curves,
+    roc_curve,
+)
+from catdog.features import load_features
+from catdog.images import make_dataset
+from catdog.io import atomic_dir, remove_stale_staging, write_json, write_text
+from catdog.models import load_model
+from catdog.params import Params
+from catdog.report import comparison_table, to_markdown
+from catdog.split import read_manifest
+from tasks.common import TASK_OPTIONS, StageResult, run_logger
+
+_NAMES = np.array(["cat", "dog"])
+
+
+def predict_test_set(params: Params, root: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The test split and each model's probability of dog for it, in manifest order."""
+    manifest = read_manifest(root / paths.MANIFEST)
+    test = manifest[manifest["split"] == "test"].reset_index(drop=True)
+    size, batch = params.data.image_size, params.evaluate.batch_size
+    images = make_dataset([str(root / p) for p in test["path"]], size, batch)
+    features, _ = load_features(root / paths.FEATURES_DIR, "test")
+    probabilities = {}
+    for name in paths.MODELS:
+        model = load_model(root / paths.model_path(name))
+        inputs = np.asarray(features, dtype="float32") if name == "classifier" else images
+        probabilities[name] = np.asarray(model.predict(inputs, verbose=0)).reshape(-1)
+    return test, probabilities
+
+
+@task(name="evaluate", **TASK_OPTIONS)
+def evaluate(params: Params, root: Path) -> StageResult:
+    """Score the three models on the test split and write metrics, tables and plots."""
+    threshold = params.evaluate.threshold
+    test, probabilities = predict_test_set(params, root)
+    y_true = (test["label"] == "dog").to_numpy().astype(int)
+    meta = json.loads((root / paths.FEATURES_META).read_text())
+    results: dict[str, dict[str, float]] = {}
+    rocs, calibrations = {}, {}
+    for folder in (paths.PREDICTIONS_DIR, paths.ROC_DIR, paths.EVALUATE_FIGURES):
+        remove_stale_staging((root / folder).parent)
+    with (
+        atomic_dir(root / paths.PREDICTIONS_DIR) as predictions_dir,
+        atomic_dir(root / paths.ROC_DIR) as roc_dir,
+        atomic_dir(root / paths.EVALUATE_FIGURES) as figures_dir,
+    ):
+        for name, prob in probabilities.items():
+            y_pred = (prob >= threshold).astype(int)
+            results[name] = compute_metrics(y_true, prob, threshold)
+            pd.DataFrame(
+                {
+                    "path": test["path"],
+                    "actual": _NAMES[y_true],
+                    "predicted": _NAMES[y_pred],
+                    "prob_dog": np.round(prob, 6),
+                }
+            ).to_csv(predictions_dir / f"{name}.csv", index=False, lineterminator="\n")
+            rocs[name] = roc_curve(y_true, prob)
+            rocs[name].round(6).to_csv(roc_dir / f"{name}.csv", index=False, lineterminator="\n")
+            calibrations[name] = calibration_curve(y_true, prob)
+            plot_confusion_matrix(
+                confusion_matrix(y_true, y_pred),
+                figures_dir / f"confusion_{name}.png",
+                title=f"{name}: test confusion matrix (n={len(y_true)})",
+            )
+        plot_roc_curves(
+            rocs,
+            figures_dir / "roc.png",
+            title="ROC on the test set",
+            aucs={m: r["roc_auc"] for m, r in results.items()},
+        )
+        plot_calibration(calibrations, figures_dir / "calibration.png")
+    weights = meta["weights"]
+    metrics_doc = {
+        **results,
+        "test_images": len(y_true),
+        "weights": weights["label"],
+        "pretrained": int(weights["pretrained"]),
+    }
+    metrics_path = write_json(root / paths.METRICS, metrics_doc)
+    table = comparison_table(results)
+    note = (
+        ""
+        if weights["pretrained"]
+        else (
+            "\n**Untrained VGG16 weights**: the classifier and finetune rows measure a random conv "
+            "base, not transfer learning; see features.weights.\n"
+        )
+    )
+    comparison = write_text(
+        root / paths.COMPARISON,
+        f"# Test-set comparison ({len(y_true)} images, VGG16 weights: {weights['label']})\n\n"
+        + to_markdown(table)
+        + note,
+    )
+    logger = run_logger()
+    for name, values in results.items():
+        logger.info(
+            "evaluate: %-10s accuracy %.3f  roc_auc %.3f",
+            name,
+            values["accuracy"],
+            values["roc_auc"],
+        )
+    flat_metrics = {f"{m}_{k}": v for m, values in results.items() for k, v in values.items()}
+    figures = sorted((root / paths.EVALUATE_FIGURES).glob("*.png"))
+    return StageResult(
+        "evaluate",
+        [metrics_path, comparison, root / paths.PREDICTIONS_DIR, root / paths.ROC_DIR],
+        metrics=flat_metrics,
+        artifacts=[metrics_path, comparison, *figures],
+        tags={"weights": weights["label"]},
+        warnings=[weights["warning"]] if weights.get("warning") else [],
+    )

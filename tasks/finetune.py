@@ -1,0 +1,42 @@
+"""Finetune task: conv base + trained head, block5 unfrozen, RMSprop at a low learning rate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import task
+
+from catdog import paths
+from catdog.models import load_model, make_augmentation, make_conv_base, make_finetune_model
+from catdog.params import Params
+from catdog.training import EpochCallback, seed_everything, train
+from tasks.common import TASK_OPTIONS, StageResult
+from tasks.image_training import image_datasets
+from tasks.training_outputs import save_training_outputs
+
+
+@task(name="finetune", **TASK_OPTIONS)
+def finetune(params: Params, root: Path, on_epoch_end: EpochCallback | None = None) -> StageResult:
+    """Fine-tune VGG16's top block with the trained head on augmented images."""
+    p, size, aug = params.finetune, params.data.image_size, params.augment
+    seed_everything(p.seed)
+    conv_base = make_conv_base(size, root / paths.CONV_BASE_WEIGHTS)
+    head = load_model(root / paths.model_path("classifier"))
+    augmentation = make_augmentation(
+        flip=aug.flip, rotation=aug.rotation, zoom=aug.zoom, seed=p.seed
+    )
+    model = make_finetune_model(conv_base, head, augmentation, image_size=size, unfreeze=p.unfreeze)
+    train_data, val_data = image_datasets(root, size, p.batch_size, p.seed)
+    result = train(
+        model,
+        train_data,
+        val_data,
+        epochs=p.epochs,
+        learning_rate=p.learning_rate,
+        on_epoch_end=on_epoch_end,
+    )
+    meta = json.loads((root / paths.FEATURES_META).read_text())
+    return save_training_outputs(
+        "finetune", result, root, tags={"weights": meta["weights"]["label"]}
+    )
