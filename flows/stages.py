@@ -1,0 +1,87 @@
+"""One Prefect flow per DVC stage (``<stage>_flow``), and the code both they and the pipeline
+flow use to run a stage inside its MLflow child run."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from catdog import pipeline
+from catdog.params import Params, load_params
+from flows.tracking import (
+    Execution,
+    epoch_logger,
+    finish_execution,
+    log_stage_result,
+    open_execution,
+    stage_run,
+)
+from flows.workspace import tracking_home
+from tasks.common import StageResult, run_logger
+
+__all__ = ["STAGE_FLOWS", "params_slice", "run_stage", "stage_task"]
+
+
+def stage_task(name: str) -> Callable[..., StageResult]:
+    """The Prefect task of a stage (imported lazily: ingest and split never load TensorFlow)."""
+    pipeline.stage(name)  # unknown names fail here with the list of stages
+    module = importlib.import_module(f"tasks.{name}")
+    return getattr(module, name)
+
+
+def params_slice(params: Params, s: pipeline.Stage) -> dict[str, Any]:
+    """Exactly the params a stage declares, keyed as in dvc.yaml (e.g. ``data.image_size``)."""
+    out: dict[str, Any] = {}
+    for key in s.params:
+        value = params.section(key)
+        out[key] = value.model_dump() if hasattr(value, "model_dump") else value
+    return out
+
+
+def run_stage(name: str, params: Params, root: Path, execution: Execution) -> StageResult:
+    """Run one stage's task inside an MLflow child run and log what it produced."""
+    s = pipeline.stage(name)
+    task = stage_task(name)
+    with stage_run(execution, name, root) as run:
+        kwargs: dict[str, Any] = {}
+        if name in pipeline.MODELS:
+            kwargs["on_epoch_end"] = epoch_logger(run.info.run_id)
+        result = task(params, root, **kwargs)
+        log_stage_result(result, params_slice(params, s))
+    for warning in result.warnings:
+        run_logger().warning("%s: %s", name, warning)
+    return result
+
+
+def _make_stage_flow(name: str) -> Any:
+    def stage_flow(
+        root: str = ".", params_path: str = "params.yaml", overrides: Sequence[str] = ()
+    ) -> dict[str, float]:
+        workspace = Path(root).resolve()
+        params = load_params(workspace / params_path, overrides)
+        execution = open_execution(
+            tracking_home(workspace), workspace, params.mlflow.experiment, trigger="dvc repro"
+        )
+        result = run_stage(name, params, workspace, execution)
+        finish_execution(execution)
+        return result.metrics
+
+    stage_flow.__name__ = f"{name}_flow"
+    stage_flow.__doc__ = f"The {name} stage: {pipeline.stage(name).description}"
+    return flow(name=f"catdog-{name}", log_prints=True, validate_parameters=False)(stage_flow)
+
+
+STAGE_FLOWS: dict[str, Any] = {name: _make_stage_flow(name) for name in pipeline.STAGE_NAMES}
+
+ingest_flow = STAGE_FLOWS["ingest"]
+split_flow = STAGE_FLOWS["split"]
+augment_flow = STAGE_FLOWS["augment"]
+features_flow = STAGE_FLOWS["features"]
+classifier_flow = STAGE_FLOWS["classifier"]
+finetune_flow = STAGE_FLOWS["finetune"]
+scratch_flow = STAGE_FLOWS["scratch"]
+evaluate_flow = STAGE_FLOWS["evaluate"]
