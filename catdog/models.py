@@ -64,6 +64,8 @@ def make_augmentation(
         steps.append(layers.RandomRotation(rotation, seed=seeds[1]))
     if zoom > 0:
         steps.append(layers.RandomZoom(zoom, seed=seeds[2]))
+    if not steps:  # augmentation switched off: an empty Sequential cannot be built
+        steps.append(layers.Identity())
     return keras.Sequential(steps, name=name)
 
 
