@@ -4,6 +4,7 @@ flow use to run a stage inside its MLflow child run."""
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,11 @@ def _make_stage_flow(name: str) -> Any:
         workspace = Path(root).resolve()
         params = load_params(workspace / params_path, overrides)
         execution = open_execution(
-            tracking_home(workspace), workspace, params.mlflow.experiment, trigger="dvc repro"
+            tracking_home(workspace),
+            workspace,
+            params.mlflow.experiment,
+            # DVC sets DVC_STAGE for the commands it runs
+            trigger="dvc repro" if os.environ.get("DVC_STAGE") else "catdog stage",
         )
         result = run_stage(name, params, workspace, execution)
         finish_execution(execution)

@@ -23,6 +23,7 @@ import numpy as np
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from catdog.paths import RAW_DIR
 from tasks.common import StageResult, flat
 
 __all__ = [
@@ -179,7 +180,6 @@ def stage_run(
         "catdog.trigger": execution.trigger,
         "git.commit": commit,
         "git.dirty": str(dirty).lower(),
-        "dvc.data_raw": dvc_hash(root / "data" / "raw"),
         "dvc.stage": os.environ.get("DVC_STAGE", ""),
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
         **(tags or {}),
@@ -189,6 +189,8 @@ def stage_run(
     ) as run:
         try:
             yield run
+            # after the stage: ingest creates data/raw, the others leave it as it was
+            mlflow.set_tag("dvc.data_raw", dvc_hash(root / RAW_DIR))
         except BaseException:
             mlflow.set_tag("catdog.error", "stage failed; see the Prefect flow run log")
             MlflowClient().set_terminated(execution.run_id, status="FAILED")

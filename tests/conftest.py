@@ -28,8 +28,13 @@ for key, value in {
     os.environ.setdefault(key, value)
 
 
-def write_image(path: Path, size: tuple[int, int] = (40, 30), mode: str = "RGB", fmt: str = "JPEG",
-                seed: int = 0) -> Path:
+def write_image(
+    path: Path,
+    size: tuple[int, int] = (40, 30),
+    mode: str = "RGB",
+    fmt: str = "JPEG",
+    seed: int = 0,
+) -> Path:
     """A small random picture, saved in ``fmt`` (whatever the suffix says)."""
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
@@ -52,8 +57,15 @@ def flat_folder(tmp_path: Path) -> Path:
 
 
 # What an end-to-end copy of the project needs (no data, no state, no environment).
-PROJECT_FILES = ("pyproject.toml", "params.yaml", "dvc.yaml", ".dvcignore", "catdog", "tasks",
-                 "flows")
+PROJECT_FILES = (
+    "pyproject.toml",
+    "params.yaml",
+    "dvc.yaml",
+    ".dvcignore",
+    "catdog",
+    "tasks",
+    "flows",
+)
 
 TINY_PARAMS = {
     "data.synthetic.per_class": 12,
@@ -79,10 +91,16 @@ def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(cmd, cwd=cwd, env=env or project_env(), capture_output=True,
-                            text=True, timeout=timeout)
+def run(
+    cmd: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: int = 600,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        cmd, cwd=cwd, env=env or project_env(), capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({result.returncode})\n--- stdout\n{result.stdout[-4000:]}"
@@ -104,15 +122,53 @@ def make_project_copy(dest: Path, params: dict[str, object] | None = None) -> Pa
             shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, dest / name)
-    shutil.copytree(REPO / ".dvc", dest / ".dvc",
-                    ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
+    shutil.copytree(
+        REPO / ".dvc", dest / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local")
+    )
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     overrides = [f"{k}={v}" for k, v in {**TINY_PARAMS, **(params or {})}.items()]
-    (dest / "params.yaml").write_text(yaml.safe_dump(apply_overrides(raw, overrides),
-                                                     sort_keys=False))
+    (dest / "params.yaml").write_text(
+        yaml.safe_dump(apply_overrides(raw, overrides), sort_keys=False)
+    )
     (dest / ".gitignore").write_text((REPO / ".gitignore").read_text())
     run(["git", "init", "-q"], dest)
     run(["git", "add", "-A"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"],
-        dest)
+    run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"],
+        dest,
+    )
     return dest
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One real Prefect server (on 127.0.0.1) for every end-to-end test of the session."""
+    from flows.prefect_server import ensure_prefect_api, stop_prefect_server
+
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    state = tmp_path_factory.mktemp("prefect-server")
+    home = state / "home"
+    previous = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(home)
+    try:
+        yield ensure_prefect_api(state, idle_timeout_s=1800, hold=False)
+    finally:
+        stop_prefect_server(state)
+        if previous is None:
+            os.environ.pop("PREFECT_HOME", None)
+        else:
+            os.environ["PREFECT_HOME"] = previous
+
+
+@pytest.fixture
+def e2e_env(prefect_api: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for the project's commands: the shared Prefect server, an empty Keras cache."""
+    return project_env(
+        {
+            "PREFECT_API_URL": prefect_api,
+            "PREFECT_HOME": os.environ["PREFECT_HOME"],
+            "KERAS_HOME": str(tmp_path / "keras-home"),
+        }
+    )

@@ -15,8 +15,12 @@ def run_ingest(source, out, **kwargs):
 def test_flat_folder_is_ingested_with_exact_bytes(flat_folder, tmp_path):
     out = tmp_path / "raw"
     report = run_ingest(flat_folder, out)
-    assert report.counts == {"accepted": 12, "rejected": 0, "skipped": 0,
-                             "per_class": {"cat": 6, "dog": 6}}
+    assert report.counts == {
+        "accepted": 12,
+        "rejected": 0,
+        "skipped": 0,
+        "per_class": {"cat": 6, "dog": 6},
+    }
     assert (out / "cat" / "cat.3.jpg").read_bytes() == (flat_folder / "cat.3.jpg").read_bytes()
     assert sorted(p.name for p in (out / "dog").iterdir()) == [f"dog.{i}.jpg" for i in range(6)]
 

@@ -53,7 +53,7 @@ def test_weights_file_is_loaded(untrained_weights, tmp_path):
 
 
 def test_missing_weights_file_names_the_key(tmp_path):
-    with pytest.raises(WeightsUnavailableError, match="features.weights.*not found"):
+    with pytest.raises(WeightsUnavailableError, match=r"features\.weights.*not found"):
         resolve_weights("nowhere/vgg.weights.h5", root=tmp_path)
 
 
@@ -134,8 +134,15 @@ def test_keep_best_weights_restores_the_lowest_val_loss_epoch():
     model = make_dense_head((4,), units=4)
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(32, 4)).astype("float32"), (rng.uniform(size=32) > 0.5)
-    result = train(model, (x, y.astype("float32")), (x, y.astype("float32")), epochs=4,
-                   learning_rate=0.05, batch_size=8, verbose=0)
+    result = train(
+        model,
+        (x, y.astype("float32")),
+        (x, y.astype("float32")),
+        epochs=4,
+        learning_rate=0.05,
+        batch_size=8,
+        verbose=0,
+    )
     assert result.best_epoch == int(np.argmin(result.history["val_loss"]))
     restored = model.evaluate(x, y.astype("float32"), verbose=0, return_dict=True)["loss"]
     assert restored == pytest.approx(result.best_val_loss, rel=1e-4)
@@ -148,14 +155,18 @@ def test_features_stream_to_disk_and_float16_keeps_predictions(untrained_weights
     images = np.random.default_rng(2).integers(0, 255, (10, SIZE, SIZE, 3), dtype=np.uint8)
     shapes = {}
     for dtype in ("float32", "float16"):
-        shapes[dtype] = extract_to_file(extractor, view_batches(images, 4), 10,
-                                        tmp_path / f"{dtype}.npy", dtype=dtype)
+        shapes[dtype] = extract_to_file(
+            extractor, view_batches(images, 4), 10, tmp_path / f"{dtype}.npy", dtype=dtype
+        )
     f32 = np.load(tmp_path / "float32.npy")
     f16 = np.load(tmp_path / "float16.npy")
     assert shapes["float32"] == (10, 1, 1, 512) and f16.dtype == np.float16
     np.testing.assert_allclose(
-        f32, np.asarray(conv_base.predict(make_vgg16_preprocess()(images.astype("float32")),
-                                          verbose=0)), rtol=1e-4, atol=1e-3)
+        f32,
+        np.asarray(conv_base.predict(make_vgg16_preprocess()(images.astype("float32")), verbose=0)),
+        rtol=1e-4,
+        atol=1e-3,
+    )
     # The head's predictions from float16 features stay within 1e-2 of float32 ones.
     seed_everything(3)
     head = make_dense_head(f32.shape[1:], units=16)

@@ -69,8 +69,9 @@ def test_core_imports_no_orchestration_framework():
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'mlflow', 'dvc', "
         "'flows', 'tasks'}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=REPO).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 

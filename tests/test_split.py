@@ -20,14 +20,21 @@ def images_frame(tmp_path, cats=20, dogs=10):
 def test_split_is_stratified_deterministic_and_seeded(tmp_path):
     images = images_frame(tmp_path)
     first, dropped = build_manifest(images, fractions=(0.6, 0.2, 0.2), seed=1)
-    again, _ = build_manifest(images.sample(frac=1, random_state=3), fractions=(0.6, 0.2, 0.2),
-                              seed=1)
+    again, _ = build_manifest(
+        images.sample(frac=1, random_state=3), fractions=(0.6, 0.2, 0.2), seed=1
+    )
     other, _ = build_manifest(images, fractions=(0.6, 0.2, 0.2), seed=2)
     assert first.equals(again)  # input order does not matter
     assert not first.equals(other)
     counts = first.groupby(["split", "label"]).size().to_dict()
-    assert counts == {("train", "cat"): 12, ("validation", "cat"): 4, ("test", "cat"): 4,
-                      ("train", "dog"): 6, ("validation", "dog"): 2, ("test", "dog"): 2}
+    assert counts == {
+        ("train", "cat"): 12,
+        ("validation", "cat"): 4,
+        ("test", "cat"): 4,
+        ("train", "dog"): 6,
+        ("validation", "dog"): 2,
+        ("test", "dog"): 2,
+    }
     assert dropped == {"duplicates": 0, "conflicting_labels": 0}
     assert list(first.columns) == ["path", "label", "split", "sha256"]
     assert first["path"].str.startswith("data/raw/").all()

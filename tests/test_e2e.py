@@ -1,0 +1,183 @@
+"""End to end on a tiny configuration: real DVC, a real Prefect server, MLflow's own client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from catdog.paths import FEATURES_DIR, MANIFEST
+from catdog.pipeline import STAGE_NAMES
+from tests.conftest import bin_dir, make_project_copy, run
+
+pytestmark = pytest.mark.e2e
+
+DVC = str(bin_dir() / "dvc")
+CATDOG = str(bin_dir() / "catdog")
+
+
+def ran_stages(output: str) -> list[str]:
+    return [name for name in STAGE_NAMES if f"Running stage '{name}'" in output]
+
+
+def mlflow_runs(project: Path) -> tuple[object, list[object]]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("catdog")
+    runs = client.search_runs([experiment.experiment_id], max_results=500)
+    return client, runs
+
+
+def set_param(project: Path, key: str, value: object) -> None:
+    path = project / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    section, name = key.split(".")
+    raw[section][name] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repro_project(tmp_path_factory, prefect_api):
+    """A project copy after one full `dvc repro`."""
+    import os
+
+    from tests.conftest import project_env
+
+    project = make_project_copy(tmp_path_factory.mktemp("dvc") / "catdog")
+    env = project_env({"PREFECT_API_URL": prefect_api, "PREFECT_HOME": os.environ["PREFECT_HOME"]})
+    result = run([DVC, "repro"], project, env)
+    assert ran_stages(result.stdout) == list(STAGE_NAMES), result.stdout[-3000:]
+    return project, env
+
+
+def test_dvc_repro_writes_every_output_metrics_and_plots(repro_project):
+    project, env = repro_project
+    metrics = json.loads(run([DVC, "metrics", "show", "--json"], project, env).stdout)
+    flat = json.dumps(metrics)
+    for model in ("classifier", "finetune", "scratch"):
+        for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"):
+            assert f'"{model}"' in flat and f'"{name}"' in flat
+    doc = json.loads((project / "reports/metrics.json").read_text())
+    assert doc["weights"] == "untrained" and doc["pretrained"] == 0
+    assert 0 <= doc["scratch"]["accuracy"] <= 1
+    run([DVC, "plots", "show", "-o", "plots_out"], project, env)
+    html = (project / "plots_out" / "index.html").read_text()
+    assert "<script src=" not in html and "vegaEmbed" in html
+    assert "confusion" in html and "reports/figures/evaluate/roc.png" in html.replace("%2F", "/")
+
+
+def test_mlflow_has_one_parent_with_a_child_per_stage(repro_project):
+    import mlflow.pyfunc
+
+    project, _ = repro_project
+    client, runs = mlflow_runs(project)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["catdog.trigger"] == "dvc repro"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in children) == sorted(STAGE_NAMES)
+    by_name = {r.info.run_name: r for r in children}
+    for child in children:
+        tags = child.data.tags
+        assert len(tags["git.commit"]) == 40
+        assert tags["dvc.data_raw"].endswith(".dir")
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    raw_md5 = next(o["md5"] for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/raw")
+    assert by_name["evaluate"].data.tags["dvc.data_raw"] == raw_md5
+    assert by_name["features"].data.tags["weights"] == "untrained"
+    assert by_name["classifier"].data.params["classifier.epochs"] == "2"
+    history = client.get_metric_history(by_name["classifier"].info.run_id, "val_loss")
+    assert [m.step for m in history] == [0, 1]
+    assert "scratch_accuracy" in by_name["evaluate"].data.metrics
+    # each model stage logged a model that MLflow's pyfunc loads and predicts with
+    models = client.search_logged_models([parent.info.experiment_id])
+    assert {m.source_run_id for m in models} >= {
+        by_name[n].info.run_id for n in ("classifier", "finetune", "scratch")
+    }
+    scratch = next(m for m in models if m.source_run_id == by_name["scratch"].info.run_id)
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    try:
+        loaded = mlflow.pyfunc.load_model(scratch.model_uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+    image = np.zeros((2, 80, 80, 3), dtype="float32")
+    prediction = np.asarray(loaded.predict(image)).reshape(-1)
+    assert prediction.shape == (2,) and np.all((prediction >= 0) & (prediction <= 1))
+
+
+def test_second_repro_is_up_to_date_and_classifier_change_reruns_only_downstream(repro_project):
+    project, env = repro_project
+    again = run([DVC, "repro"], project, env)
+    assert ran_stages(again.stdout) == []
+    set_param(project, "classifier.epochs", 3)
+    status = run([DVC, "status", "--json"], project, env).stdout
+    assert list(json.loads(status)) == ["classifier"]  # the others follow once it has run
+    rerun = run([DVC, "repro"], project, env)
+    assert ran_stages(rerun.stdout) == ["classifier", "finetune", "evaluate"]
+    _, runs = mlflow_runs(project)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    newest = max(parents, key=lambda r: r.info.start_time)
+    children = [
+        r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == newest.info.run_id
+    ]
+    assert sorted(children) == ["classifier", "evaluate", "finetune"]
+
+
+def test_dvc_exp_run_with_a_classifier_param(repro_project):
+    project, env = repro_project
+    run(["git", "add", "-A"], project, env)
+    run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "repro"],
+        project,
+        env,
+    )
+    run([DVC, "exp", "run", "-S", "classifier.epochs=1", "-n", "one-epoch"], project, env)
+    shown = json.loads(run([DVC, "exp", "show", "--json"], project, env).stdout)
+    names = json.dumps(shown)
+    assert "one-epoch" in names
+    _, runs = mlflow_runs(project)
+    assert any(r.data.tags.get("dvc.exp_name") == "one-epoch" for r in runs)
+
+
+def test_catdog_run_matches_dvc_repro(repro_project, tmp_path, e2e_env):
+    project, _ = repro_project
+    other = make_project_copy(tmp_path / "catdog")
+    first = run([CATDOG, "run"], other, e2e_env)
+    assert "ran: " + ", ".join(STAGE_NAMES) in first.stdout
+    reference = project
+    assert (other / MANIFEST).read_bytes() == (reference / MANIFEST).read_bytes()
+    for name in ("train", "validation", "test", "train_aug"):
+        np.testing.assert_allclose(
+            np.load(other / FEATURES_DIR / f"{name}.npy").astype("float32"),
+            np.load(reference / FEATURES_DIR / f"{name}.npy").astype("float32"),
+            rtol=1e-2,
+            atol=1e-2,
+        )
+    second = run([CATDOG, "run", "-S", "classifier.epochs=1"], other, e2e_env)
+    assert "ran: classifier, finetune, evaluate" in second.stdout
+    _, runs = mlflow_runs(other)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 2 and all(p.data.tags["catdog.trigger"] == "catdog run" for p in parents)
+
+
+def test_bad_params_fail_before_any_work(tmp_path, e2e_env):
+    project = make_project_copy(tmp_path / "catdog", {"classifier.epochs": 0})
+    result = run([CATDOG, "stage", "ingest"], project, e2e_env, check=False)
+    assert result.returncode == 2
+    assert "classifier.epochs" in result.stderr
+    assert not (project / "data").exists()
+    explicit = run(
+        [CATDOG, "run", "-S", "classifier.epochs=2", "-S", "features.weights=imagenet"],
+        project,
+        e2e_env,
+        check=False,
+    )
+    assert explicit.returncode == 2, explicit.stderr[-2000:]
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in explicit.stderr
+    assert not (project / "data").exists()
