@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlflow.tracking import MlflowClient
 from prefect import flow
 
 from catdog import pipeline
@@ -47,7 +48,8 @@ def run_stage(name: str, params: Params, root: Path, execution: Execution) -> St
     """Run one stage's task inside an MLflow child run and log what it produced."""
     s = pipeline.stage(name)
     task = stage_task(name)
-    with stage_run(execution, name, root) as run:
+    tags = {"weights.requested": params.features.weights}
+    with stage_run(execution, name, root, tags) as run:
         kwargs: dict[str, Any] = {}
         if name in pipeline.MODELS:
             kwargs["on_epoch_end"] = epoch_logger(run.info.run_id)
@@ -55,6 +57,10 @@ def run_stage(name: str, params: Params, root: Path, execution: Execution) -> St
         log_stage_result(result, params_slice(params, s))
     for warning in result.warnings:
         run_logger().warning("%s: %s", name, warning)
+    if result.warnings:  # loud on the parent run too: the whole execution is affected
+        MlflowClient().set_tag(execution.run_id, "catdog.warning", " | ".join(result.warnings))
+    if "weights" in result.tags:
+        MlflowClient().set_tag(execution.run_id, "weights", result.tags["weights"])
     return result
 
 

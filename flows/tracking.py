@@ -8,6 +8,7 @@ The default store is SQLite at ``<home>/mlflow.db`` with artifacts in ``<home>/m
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import tempfile
@@ -23,7 +24,7 @@ import numpy as np
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from catdog.paths import RAW_DIR
+from catdog.paths import FEATURES_META, RAW_DIR
 from tasks.common import StageResult, flat
 
 __all__ = [
@@ -97,6 +98,14 @@ def dvc_hash(path: Path) -> str:
     with tempfile.TemporaryDirectory(prefix="catdog-dvc-hash-") as scratch:
         _, _, obj = build(HashFileDB(fs, scratch), str(path), fs, "md5", dry_run=True)
     return str(obj.hash_info.value)
+
+
+def weights_used(root: Path) -> str:
+    """The VGG16 weights the workspace's features were made with ('' before features ran)."""
+    meta = root / FEATURES_META
+    if not meta.is_file():
+        return ""
+    return str(json.loads(meta.read_text())["weights"]["label"])
 
 
 def _ancestor_dvc_process() -> str:
@@ -191,6 +200,9 @@ def stage_run(
             yield run
             # after the stage: ingest creates data/raw, the others leave it as it was
             mlflow.set_tag("dvc.data_raw", dvc_hash(root / RAW_DIR))
+            weights = weights_used(root)
+            if weights:
+                mlflow.set_tag("weights", weights)
         except BaseException:
             mlflow.set_tag("catdog.error", "stage failed; see the Prefect flow run log")
             MlflowClient().set_terminated(execution.run_id, status="FAILED")

@@ -71,7 +71,7 @@ TINY_PARAMS = {
     "data.synthetic.per_class": 12,
     "data.image_size": 80,
     "augment.views": 1,
-    "features.weights": "none",
+    "features.weights": "auto",  # offline and with an empty KERAS_HOME: untrained, with a warning
     "classifier.epochs": 2,
     "finetune.epochs": 1,
     "scratch.epochs": 1,

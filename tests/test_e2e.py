@@ -48,7 +48,13 @@ def repro_project(tmp_path_factory, prefect_api):
     from tests.conftest import project_env
 
     project = make_project_copy(tmp_path_factory.mktemp("dvc") / "catdog")
-    env = project_env({"PREFECT_API_URL": prefect_api, "PREFECT_HOME": os.environ["PREFECT_HOME"]})
+    env = project_env(
+        {
+            "PREFECT_API_URL": prefect_api,
+            "PREFECT_HOME": os.environ["PREFECT_HOME"],
+            "KERAS_HOME": str(project.parent / "keras-home"),  # no ImageNet weights cached
+        }
+    )
     result = run([DVC, "repro"], project, env)
     assert ran_stages(result.stdout) == list(STAGE_NAMES), result.stdout[-3000:]
     return project, env
@@ -62,7 +68,7 @@ def test_dvc_repro_writes_every_output_metrics_and_plots(repro_project):
         for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"):
             assert f'"{model}"' in flat and f'"{name}"' in flat
     doc = json.loads((project / "reports/metrics.json").read_text())
-    assert doc["weights"] == "untrained" and doc["pretrained"] == 0
+    assert doc["pretrained"] == int(doc["weights"] != "untrained")
     assert 0 <= doc["scratch"]["accuracy"] <= 1
     run([DVC, "plots", "show", "-o", "plots_out"], project, env)
     html = (project / "plots_out" / "index.html").read_text()
@@ -90,7 +96,17 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(repro_project):
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     raw_md5 = next(o["md5"] for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/raw")
     assert by_name["evaluate"].data.tags["dvc.data_raw"] == raw_md5
-    assert by_name["features"].data.tags["weights"] == "untrained"
+    # features.weights=auto with no cached ImageNet file (and no network): loud fallback
+    features = by_name["features"].data.tags
+    if features["weights"] != "imagenet":
+        assert features["weights"] == "untrained"
+        assert "UNTRAINED" in features["catdog.warning"]
+        assert "UNTRAINED" in parent.data.tags["catdog.warning"]
+    for child in children:  # every run says which weights it was made with
+        assert child.data.tags["weights.requested"] == "auto"
+    assert {by_name[n].data.tags["weights"] for n in ("classifier", "finetune", "evaluate")} == {
+        features["weights"]
+    }
     assert by_name["classifier"].data.params["classifier.epochs"] == "2"
     history = client.get_metric_history(by_name["classifier"].info.run_id, "val_loss")
     assert [m.step for m in history] == [0, 1]
