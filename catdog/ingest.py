@@ -1,8 +1,9 @@
-"""Ingest: decode and check every image of a source folder, write the accepted ones as RGB.
+"""Ingest: decode and check every image of a source, write the accepted ones as RGB.
 
-A source is a folder in Kaggle's flat layout (``cat.N.jpg``, ``dog.N.jpg``). Every candidate file
-is fully decoded (not just its header); what cannot be used is rejected or skipped with a reason,
-and the report lists every file by its path relative to the source.
+A source is a folder or a zip in any common cats/dogs layout (see :mod:`catdog.sources`). Every
+candidate file is fully decoded (not just its header), in parallel; what cannot be used is
+rejected or skipped with a reason, and the report lists every file by its path relative to the
+source (zip members as ``archive.zip/member``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import hashlib
 import io
 import logging
 import os
-import re
-import shutil
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -23,6 +22,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from catdog.sources import LABELS, PreparedSource, label_files, label_for, output_stems
+
 __all__ = [
     "LABELS",
     "DecodedImage",
@@ -31,13 +32,12 @@ __all__ = [
     "IngestReport",
     "check_image",
     "ingest_folder",
-    "label_of",
+    "ingest_source",
 ]
 
-LABELS: tuple[str, ...] = ("cat", "dog")
 _OS_DEBRIS = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"}
+_OS_DEBRIS_FOLDERS = {"__macosx"}
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-_FLAT_NAME = re.compile(r"^(cat|dog)[._-]", re.IGNORECASE)
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,6 @@ class IngestReport:
         }
 
 
-def label_of(relative: Path) -> str | None:
-    """Return the class named by a file name in Kaggle's flat layout, or None."""
-    match = _FLAT_NAME.match(relative.name)
-    return match.group(1).lower() if match else None
-
-
 @dataclass(frozen=True)
 class DecodedImage:
     """A fully decoded image, converted to RGB, and what it was before."""
@@ -149,44 +143,50 @@ def check_image(data: bytes, *, max_pixels: int) -> DecodedImage | str:
 
 def _skip_reason(relative: Path) -> str:
     name = relative.name
+    if any(part.lower() in _OS_DEBRIS_FOLDERS for part in relative.parts[:-1]):
+        return "operating-system file"
     if any(part.startswith(".") for part in relative.parts):
         return "hidden file"
     if name.lower() in _OS_DEBRIS:
         return "operating-system file"
     if relative.suffix.lower() not in _IMAGE_SUFFIXES:
         return f"not an image file name (suffix {relative.suffix or 'none'!r})"
-    if label_of(relative) is None:
-        return "no recognisable label (expected cat.* or dog.*)"
+    if label_for(relative) is None:
+        return (
+            "no recognisable label (expected cat.N / dog.N names or cat(s)/ dog(s)/ folders; "
+            "name and folder may not disagree)"
+        )
     return ""
 
 
-def _output_name(relative: Path, image_format: str | None) -> str:
-    stem = "__".join(relative.with_suffix("").parts)
-    return f"{stem}.jpg" if image_format == "JPEG" else f"{stem}.png"
-
-
-def _process(source: Path, relative: Path, out_dir: Path, max_pixels: int) -> FileResult:
+def _process(
+    root: Path,
+    relative: Path,
+    report_path: str,
+    stem: str,
+    out_dir: Path,
+    max_pixels: int,
+) -> FileResult:
     reason = _skip_reason(relative)
     if reason:
-        return FileResult(path=relative.as_posix(), status="skipped", reason=reason)
-    data = (source / relative).read_bytes()
+        return FileResult(path=report_path, status="skipped", reason=reason)
+    data = (root / relative).read_bytes()
     decoded = check_image(data, max_pixels=max_pixels)
     if isinstance(decoded, str):
-        return FileResult(path=relative.as_posix(), status="rejected", reason=decoded)
-    label = label_of(relative) or ""
+        return FileResult(path=report_path, status="rejected", reason=decoded)
+    label = label_for(relative) or ""
     image = decoded.image
     # RGB JPEGs keep their exact bytes; anything else is stored losslessly as RGB PNG.
-    out_name = _output_name(relative, "JPEG" if decoded.is_rgb_jpeg else None)
-    out_path = out_dir / label / out_name
+    out_name = f"{stem}.jpg" if decoded.is_rgb_jpeg else f"{stem}.png"
     if decoded.is_rgb_jpeg:
         payload = data
     else:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         payload = buffer.getvalue()
-    out_path.write_bytes(payload)
+    (out_dir / label / out_name).write_bytes(payload)
     return FileResult(
-        path=relative.as_posix(),
+        path=report_path,
         status="accepted",
         label=label,
         out=f"{label}/{out_name}",
@@ -197,18 +197,8 @@ def _process(source: Path, relative: Path, out_dir: Path, max_pixels: int) -> Fi
     )
 
 
-def list_files(source: Path) -> list[Path]:
-    """Return every file under ``source``, relative to it, sorted."""
-    found = []
-    for root, dirs, files in os.walk(source):
-        dirs.sort()
-        for name in files:
-            found.append(Path(root, name).relative_to(source))
-    return sorted(found)
-
-
-def ingest_folder(
-    source: Path,
+def ingest_source(
+    prepared: PreparedSource,
     out_dir: Path,
     *,
     max_pixels: int,
@@ -216,48 +206,66 @@ def ingest_folder(
     workers: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
-    """Check every file of ``source`` and write the accepted images to ``out_dir/<label>/``.
+    """Check every file of a prepared source and write the accepted images to ``out_dir/<label>/``.
 
     Args:
-        source: Folder in Kaggle's flat layout.
+        prepared: The source, as :func:`catdog.sources.prepare_source` made it ready.
         out_dir: Empty folder to write into (the caller makes it atomic).
         max_pixels: Pixel limit above which an image is rejected as a bomb.
         min_per_class: Fewer accepted images in a class fail the ingest.
-        workers: Decoding threads (0: one per core).
+        workers: Decoding threads (0: one per core); decoding releases the GIL.
         progress: Called as ``progress(done, total)`` while files are checked.
 
     Returns:
-        The report of every file.
+        The report of every file, the source's own issues (unsafe zip members...) included.
 
     Raises:
-        IngestError: If the source is missing or a class ends up below ``min_per_class``.
+        IngestError: If a class ends up below ``min_per_class``.
     """
-    if not source.is_dir():
-        raise IngestError(f"data.source: {source} is not a folder (or 'synthetic')")
-    files = list_files(source)
+    files = [relative for relative, _ in label_files(prepared.root)]
+    stems = output_stems([rel for rel in files if not _skip_reason(rel)])
     for label in LABELS:
         (out_dir / label).mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
-    results: list[FileResult] = []
+    results: list[FileResult] = [
+        FileResult(path=issue.path, status=issue.status, reason=issue.reason)
+        for issue in prepared.issues
+    ]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_process, source, rel, out_dir, max_pixels) for rel in files]
+        futures = [
+            pool.submit(
+                _process,
+                prepared.root,
+                rel,
+                prepared.report_path(rel),
+                stems.get(rel, ""),
+                out_dir,
+                max_pixels,
+            )
+            for rel in files
+        ]
         for done, future in enumerate(futures, start=1):
             results.append(future.result())
             if progress is not None:
                 progress(done, len(files))
-    report = IngestReport(source=str(source), files=tuple(results))
+    report = IngestReport(source=str(prepared.root), files=tuple(results))
     per_class = report.counts["per_class"]
     short = {label: n for label, n in per_class.items() if n < min_per_class}
     if short:
         details = ", ".join(f"{label}: {n}" for label, n in short.items())
         raise IngestError(
-            f"{source}: too few usable images ({details}; ingest.min_per_class={min_per_class}). "
-            "Check data.source points at a folder of cat.N.jpg / dog.N.jpg files."
+            f"too few usable images ({details}; ingest.min_per_class={min_per_class}) in "
+            f"{prepared.root} (layout: {prepared.layout}). Point data.source at a folder or zip "
+            "of cat.N.jpg / dog.N.jpg files or of cats/ and dogs/ folders; "
+            "reports/ingest.json lists what was rejected and why."
         )
     return report
 
 
-def clear_folder(folder: Path) -> None:
-    """Remove a folder's content (used before re-generating the synthetic source)."""
-    if folder.exists():
-        shutil.rmtree(folder)
+def ingest_folder(source: Path, out_dir: Path, **options: Any) -> IngestReport:
+    """:func:`ingest_source` on a plain folder (no extraction needed)."""
+    from catdog.sources import prepare_source
+
+    if not source.is_dir():
+        raise IngestError(f"data.source: {source} is not a folder")
+    return ingest_source(prepare_source(source, source), out_dir, **options)

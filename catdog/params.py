@@ -44,9 +44,23 @@ class SyntheticParams(_Section):
 class DataParams(_Section):
     """Where the images come from and the size every model sees them at."""
 
-    source: str = Field("synthetic", min_length=1)
+    source: str = Field(
+        "catdog/synthetic.py",
+        min_length=1,
+        description="the embedded generator, or a folder or .zip of photos (DVC hashes it)",
+    )
     image_size: int = Field(96, ge=32, le=1024)
     synthetic: SyntheticParams = SyntheticParams()
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_a_path(cls, value: str) -> str:
+        if value == "synthetic":
+            raise ValueError(
+                "use 'catdog/synthetic.py' for the embedded generator: DVC declares the source "
+                "as a dependency, so it must be a path it can hash"
+            )
+        return value
 
     @field_validator("image_size")
     @classmethod

@@ -11,6 +11,7 @@ MODELS: tuple[str, ...] = ("classifier", "finetune", "scratch")
 # Where each stage writes: the stage table below and the tasks both use these names.
 RAW_DIR = "data/raw"
 INGEST_REPORT = "reports/ingest.json"
+INGEST_SUMMARY = "reports/ingest.md"
 MANIFEST = "data/split/manifest.csv"
 AUGMENTED_DIR = "data/augmented"
 AUGMENT_PREVIEW = "reports/figures/augment_preview.png"

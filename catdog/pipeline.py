@@ -25,6 +25,7 @@ from catdog.paths import (
     FEATURES_DIR,
     FEATURES_META,
     INGEST_REPORT,
+    INGEST_SUMMARY,
     MANIFEST,
     METRICS,
     MODELS,
@@ -81,8 +82,10 @@ STAGES: tuple[Stage, ...] = (
             "tasks/ingest.py",
         ),
         params=("data.source", "data.synthetic", "ingest"),
+        # the source itself (the generator module or the user's folder/zip), from params.yaml
+        deps=("${data.source}",),
         outs=(RAW_DIR,),
-        uncached_outs=(INGEST_REPORT,),
+        uncached_outs=(INGEST_REPORT, INGEST_SUMMARY),
     ),
     Stage(
         name="split",
@@ -345,7 +348,8 @@ def fingerprint(
         params: The stage's params values keyed as in :attr:`Stage.params`.
         extra_deps: Further inputs (e.g. a source folder) hashed alongside the declared ones.
     """
-    deps = {p: hash_path(root / p) for p in s.all_deps}
+    # templated deps (``${data.source}``) are resolved by the caller and passed as extra_deps
+    deps = {p: hash_path(root / p) for p in s.all_deps if not p.startswith("${")}
     for extra in extra_deps:
         deps[str(extra)] = hash_path(extra)
     return {"deps": deps, "params": json.loads(json.dumps(dict(params), sort_keys=True))}

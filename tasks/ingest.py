@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
 from prefect import task
 
 from catdog import paths
-from catdog.ingest import ingest_folder
-from catdog.io import atomic_dir, remove_stale_staging, write_json
+from catdog.ingest import IngestError, ingest_source
+from catdog.io import atomic_dir, remove_stale_staging, write_json, write_text
 from catdog.params import Params
+from catdog.report import issues_markdown
+from catdog.sources import PreparedSource, SourceError, prepare_source
 from catdog.synthetic import generate_synthetic
 from tasks.common import TASK_OPTIONS, StageResult, progress_logger, run_logger
 
+SYNTHETIC = "catdog/synthetic.py"
+
 
 def source_path(params: Params, root: Path) -> Path | None:
-    """The source folder, or None for the synthetic generator."""
-    source = params.data.source
-    return None if source == "synthetic" else (root / source).resolve()
+    """The source folder or zip, or None for the embedded generator (``catdog/synthetic.py``)."""
+    source = (root / params.data.source).resolve()
+    return None if source == (root / SYNTHETIC).resolve() else source
+
+
+def _prepare(params: Params, root: Path, work_dir: Path) -> PreparedSource:
+    source = source_path(params, root)
+    if source is None:
+        synthetic = params.data.synthetic
+        run_logger().info("generating %d synthetic pictures per class", synthetic.per_class)
+        generate_synthetic(
+            work_dir, per_class=synthetic.per_class, size=synthetic.size, seed=synthetic.seed
+        )
+        return prepare_source(work_dir, work_dir)
+    try:
+        return prepare_source(source, work_dir)
+    except SourceError as error:
+        raise IngestError(str(error)) from None
 
 
 @task(name="ingest", **TASK_OPTIONS)
@@ -26,19 +46,17 @@ def ingest(params: Params, root: Path) -> StageResult:
     """Check every image of data.source and write the accepted ones to data/raw."""
     logger = run_logger()
     raw_dir, report_path = root / paths.RAW_DIR, root / paths.INGEST_REPORT
-    remove_stale_staging(raw_dir.parent)
-    source = source_path(params, root)
-    with tempfile.TemporaryDirectory(prefix="catdog-synthetic-") as scratch:
-        if source is None:
-            synthetic = params.data.synthetic
-            logger.info("generating %d synthetic pictures per class", synthetic.per_class)
-            source = Path(scratch)
-            generate_synthetic(
-                source, per_class=synthetic.per_class, size=synthetic.size, seed=synthetic.seed
-            )
+    raw_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(raw_dir.parent)  # leftovers of a killed run are never trusted
+    # Extraction (or generation) happens beside data/raw under a staging name, so a killed
+    # run's leftovers are recognised and removed by the next one.
+    work_dir = Path(tempfile.mkdtemp(prefix=f".{raw_dir.name}.tmp-source-", dir=raw_dir.parent))
+    try:
+        prepared = _prepare(params, root, work_dir)
+        logger.info("ingest: source %s, layout %s", params.data.source, prepared.layout)
         with atomic_dir(raw_dir) as staging:
-            report = ingest_folder(
-                source,
+            report = ingest_source(
+                prepared,
                 staging,
                 max_pixels=params.ingest.max_pixels,
                 min_per_class=params.ingest.min_per_class,
@@ -46,9 +64,12 @@ def ingest(params: Params, root: Path) -> StageResult:
                 progress=progress_logger("ingest: checking images"),
             )
             data = report.to_json()
-            if params.data.source == "synthetic":
-                data["source"] = "synthetic"
+            data["source"] = params.data.source
+            data["layout"] = prepared.layout
             write_json(report_path, data)
+            write_text(root / paths.INGEST_SUMMARY, issues_markdown(data))
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
     counts = report.counts
     logger.info(
         "ingest: %d accepted (%s), %d rejected, %d skipped",
@@ -59,4 +80,9 @@ def ingest(params: Params, root: Path) -> StageResult:
     )
     metrics = {k: float(v) for k, v in counts.items() if k != "per_class"}
     metrics.update({f"{k}_images": float(v) for k, v in counts["per_class"].items()})
-    return StageResult("ingest", [raw_dir, report_path], metrics=metrics, artifacts=[report_path])
+    return StageResult(
+        "ingest",
+        [raw_dir, report_path, root / paths.INGEST_SUMMARY],
+        metrics=metrics,
+        artifacts=[report_path, root / paths.INGEST_SUMMARY],
+    )

@@ -3,7 +3,8 @@ import json
 import pytest
 from PIL import Image
 
-from catdog.ingest import IngestError, check_image, ingest_folder, label_of
+from catdog.ingest import IngestError, check_image, ingest_folder
+from catdog.sources import label_for as label_of
 from tests.conftest import write_image
 
 
