@@ -197,3 +197,28 @@ def test_bad_params_fail_before_any_work(tmp_path, e2e_env):
     assert explicit.returncode == 2, explicit.stderr[-2000:]
     assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in explicit.stderr
     assert not (project / "data").exists()
+
+
+def test_dvc_push_then_pull_into_a_fresh_clone_gives_the_same_bytes(repro_project, tmp_path):
+    from catdog.pipeline import STAGES, hash_path
+
+    project, env = repro_project
+    remote = tmp_path / "remote"
+    run([DVC, "remote", "add", "-d", "shared", str(remote)], project, env)
+    run([DVC, "push"], project, env)
+    run(["git", "add", "-A"], project, env)
+    run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "push"],
+        project,
+        env,
+    )
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path, env)
+    run([DVC, "pull"], clone, env)
+    cached = [p for s in STAGES for p in s.outs]
+    assert "data/raw" in cached
+    for path in cached:
+        assert hash_path(clone / path) == hash_path(project / path), path
+    again = run([DVC, "repro"], clone, env)
+    assert ran_stages(again.stdout) == []
+    assert "up to date" in again.stdout
