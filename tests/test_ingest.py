@@ -82,3 +82,78 @@ def test_labels_and_check_image(tmp_path):
     decoded = check_image(write_image(tmp_path / "x.jpg").read_bytes(), max_pixels=10_000)
     assert not isinstance(decoded, str) and decoded.is_rgb_jpeg
     assert check_image(b"", max_pixels=10) == "empty file (0 bytes)"
+
+
+def test_hostile_zip_corpus_nested_zip_and_unsafe_members(tmp_path):
+    """A zip holding every kind of bad file, unsafe members and a nested zip of good ones."""
+    import io
+    import zipfile
+
+    from catdog.ingest import ingest_source
+    from catdog.sources import prepare_source
+
+    def jpeg(seed, mode="RGB", fmt="JPEG", size=(40, 30)):
+        path = write_image(
+            tmp_path / "scratch" / f"{seed}.img", size=size, mode=mode, fmt=fmt, seed=seed
+        )
+        return path.read_bytes()
+
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as archive:
+        archive.writestr("train/cat.100.jpg", jpeg(100))
+        archive.writestr("train/dog.100.jpg", jpeg(101))
+    good = jpeg(1)
+    source = tmp_path / "download.zip"
+    with zipfile.ZipFile(source, "w") as archive:
+        archive.writestr("photos/cats/a.jpg", good)
+        archive.writestr("photos/dogs/b.jpg", jpeg(2))
+        archive.writestr("photos/cats/truncated.jpg", good[: len(good) // 2])
+        archive.writestr("photos/cats/empty.jpg", b"")
+        archive.writestr("photos/dogs/text.jpg", b"hello, not a picture")
+        archive.writestr("photos/dogs/png-named.jpg", jpeg(3, fmt="PNG"))
+        archive.writestr("photos/cats/cmyk.jpg", jpeg(4, mode="CMYK"))
+        archive.writestr("photos/dogs/gray.jpg", jpeg(5, mode="L"))
+        archive.writestr("photos/dogs/bomb.png", jpeg(6, mode="L", fmt="PNG", size=(600, 600)))
+        archive.writestr("photos/birds/c.jpg", jpeg(7))
+        archive.writestr("photos/cats/.DS_Store", b"\0")
+        archive.writestr("../evil.jpg", good)
+        archive.writestr("/abs/evil.jpg", good)
+        archive.writestr("train.zip", inner.getvalue())
+    work = tmp_path / "work"
+    before = set(tmp_path.iterdir())
+    prepared = prepare_source(source, work)
+    report = ingest_source(prepared, tmp_path / "raw", max_pixels=100_000, min_per_class=1)
+    data = report.to_json()
+    accepted = sorted(row["path"] for row in data["accepted"])
+    rejected = {row["path"]: row["reason"] for row in data["rejected"]}
+    skipped = {row["path"]: row["reason"] for row in data["skipped"]}
+    prefix = "download.zip/"
+    assert accepted == sorted(
+        prefix + p
+        for p in [
+            "photos/cats/a.jpg",
+            "photos/dogs/b.jpg",
+            "photos/dogs/png-named.jpg",
+            "photos/cats/cmyk.jpg",
+            "photos/dogs/gray.jpg",
+            "train.zip/train/cat.100.jpg",
+            "train.zip/train/dog.100.jpg",
+        ]
+    )
+    assert set(rejected) == {
+        prefix + p
+        for p in [
+            "photos/cats/truncated.jpg",
+            "photos/cats/empty.jpg",
+            "photos/dogs/text.jpg",
+            "photos/dogs/bomb.png",
+            "../evil.jpg",
+            "/abs/evil.jpg",
+        ]
+    }
+    assert "bomb" in rejected[prefix + "photos/dogs/bomb.png"]
+    assert ".." in rejected[prefix + "../evil.jpg"] or "outside" in rejected[prefix + "../evil.jpg"]
+    assert set(skipped) == {prefix + "photos/birds/c.jpg", prefix + "photos/cats/.DS_Store"}
+    # nothing written outside the extraction folder and the output
+    assert set(tmp_path.iterdir()) - before == {work, tmp_path / "raw"}
+    assert report.counts["per_class"] == {"cat": 3, "dog": 4}
