@@ -57,6 +57,11 @@ def materialise_views(
     keras.utils.set_random_seed(seed)
     augmentation = make_augmentation(flip=flip, rotation=rotation, zoom=zoom, seed=seed)
     total = len(paths) * views
+    if total == 0:  # K=0: the book's plain feature extraction (an empty file cannot be mapped)
+        np.save(out_dir / VIEWS_ARRAY, np.zeros((0, image_size, image_size, 3), dtype="uint8"))
+        index = pd.DataFrame(columns=["path", "label", "view"])
+        index.to_csv(out_dir / VIEWS_INDEX, index=False, lineterminator="\n")
+        return index
     array = np.lib.format.open_memmap(
         out_dir / VIEWS_ARRAY, mode="w+", dtype="uint8", shape=(total, image_size, image_size, 3)
     )

@@ -58,6 +58,9 @@ def extract_to_file(
         The shape of the stored array.
     """
     shape = (count, *extractor.output_shape[1:])
+    if count == 0:  # nothing to extract (e.g. augment.views = 0); an empty file cannot be mapped
+        np.save(out_path, np.zeros(shape, dtype=dtype))
+        return shape
     array = np.lib.format.open_memmap(out_path, mode="w+", dtype=dtype, shape=shape)
     done = 0
     started = time.perf_counter()
