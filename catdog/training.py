@@ -9,7 +9,6 @@ from typing import Any
 
 import keras
 import pandas as pd
-import tensorflow as tf
 
 __all__ = [
     "EpochCallback",
@@ -26,7 +25,10 @@ EpochCallback = Callable[[int, Mapping[str, float]], None]
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic kernels."""
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 class KeepBestWeights(keras.callbacks.Callback):
