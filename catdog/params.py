@@ -82,7 +82,20 @@ class SplitParams(_Section):
     train: float = Field(0.6, gt=0, lt=1)
     validation: float = Field(0.2, gt=0, lt=1)
     test: float = Field(0.2, gt=0, lt=1)
+    counts: tuple[int, int, int] | None = Field(
+        None, description="images per class for train, validation, test; replaces the fractions"
+    )
+    near_duplicates: bool = True
+    max_distance: int = Field(4, ge=0, le=64, description="dHash bits apart to count as copies")
+    workers: int = Field(0, ge=0, description="hashing threads; 0 = one per core")
     seed: int = Field(42, ge=0)
+
+    @field_validator("counts")
+    @classmethod
+    def _counts_not_negative(cls, value: tuple[int, int, int] | None) -> Any:
+        if value is not None and min(value) < 0:
+            raise ValueError(f"counts must not be negative, got {list(value)}")
+        return value
 
     @model_validator(mode="after")
     def _fractions_sum_to_one(self) -> SplitParams:

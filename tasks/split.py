@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 
 from catdog import paths
 from catdog.io import atomic_file
-from catdog.params import Params
+from catdog.params import Params, ParamsError
 from catdog.split import build_manifest, scan_images
 from tasks.common import TASK_OPTIONS, StageResult, run_logger
 
@@ -17,15 +18,27 @@ from tasks.common import TASK_OPTIONS, StageResult, run_logger
 def split(params: Params, root: Path) -> StageResult:
     """Write the train/validation/test manifest of data/raw."""
     p = params.split
-    images = scan_images(root / paths.RAW_DIR, root)
-    manifest, dropped = build_manifest(
-        images, fractions=(p.train, p.validation, p.test), seed=p.seed
+    images = scan_images(
+        root / paths.RAW_DIR,
+        root,
+        near_duplicates=p.near_duplicates,
+        max_distance=p.max_distance,
+        workers=p.workers,
     )
+    sizes: dict[str, Any] = (
+        {"counts": tuple(p.counts)}
+        if p.counts is not None
+        else {"fractions": (p.train, p.validation, p.test)}
+    )
+    try:
+        manifest, dropped = build_manifest(images, seed=p.seed, **sizes)
+    except ValueError as error:  # sizes that the data cannot meet: a params problem
+        raise ParamsError(f"split.counts / split fractions: {error}") from None
     out = root / paths.MANIFEST
     with atomic_file(out) as tmp:
         manifest.to_csv(tmp, index=False, lineterminator="\n")
     counts = manifest.groupby(["split", "label"]).size()
-    run_logger().info("split: %s; dropped %s", counts.to_dict(), dropped)
+    run_logger().info("split: %s; %s", counts.to_dict(), dropped)
     metrics = {f"{s}_{label}": float(n) for (s, label), n in counts.items()}
-    metrics.update({f"dropped_{k}": float(v) for k, v in dropped.items()})
+    metrics.update({k: float(v) for k, v in dropped.items()})
     return StageResult("split", [out], metrics=metrics, artifacts=[out])
