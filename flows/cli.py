@@ -27,6 +27,7 @@ examples:
   dvc exp run -S classifier.epochs=5 an experiment with a changed parameter
   catdog run                         the same stages as one Prefect flow run
   catdog run -S classifier.epochs=5  with a changed parameter (params.yaml is left as it is)
+  catdog predict photos/ --out p.csv  probability of dog for each image (fine-tuned model)
   catdog ui                          browse and compare the runs in MLflow's UI
 """
 
@@ -96,6 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="dvc.yaml is generated from catdog/pipeline.py, the one source of truth.",
     )
     dvc_yaml.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is stale")
+
+    predict = commands.add_parser(
+        "predict",
+        help="probability of dog for image files or folders",
+        description="Score images with a trained model, through the same input path as "
+        "training. Writes a CSV of path, prob_dog, label; unreadable files are skipped with "
+        "a reason on stderr.",
+    )
+    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="images or folders")
+    predict.add_argument(
+        "--model",
+        default="models/finetune.keras",
+        metavar="REF",
+        help="a .keras file, or an MLflow runs:/ or models:/ URI (default: %(default)s)",
+    )
+    predict.add_argument("--out", type=Path, metavar="FILE", help="CSV file (default: stdout)")
+    predict.add_argument("--threshold", type=float, default=0.5, help="default: %(default)s")
 
     ui = commands.add_parser("ui", help="open MLflow's UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
@@ -187,6 +205,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_ui(workspace, args.host, args.port)
     if args.command == "prefect-server":
         return _cmd_prefect_server(workspace, args.action)
+    if args.command == "predict":
+        for key, value in _QUIET_ENV.items():
+            os.environ.setdefault(key, value)
+        from flows.predict import run_predict
+        from flows.workspace import tracking_home
+
+        try:
+            return run_predict(
+                args.paths,
+                args.model,
+                args.out,
+                workspace,
+                tracking_home(workspace),
+                args.threshold,
+            )
+        except (FileNotFoundError, ValueError) as error:
+            print(f"catdog: error: {error}", file=sys.stderr)
+            return 2
 
     from catdog.ingest import IngestError
     from catdog.params import ParamsError, load_params

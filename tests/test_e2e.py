@@ -222,3 +222,14 @@ def test_dvc_push_then_pull_into_a_fresh_clone_gives_the_same_bytes(repro_projec
     again = run([DVC, "repro"], clone, env)
     assert ran_stages(again.stdout) == []
     assert "up to date" in again.stdout
+
+
+def test_catdog_predict_gives_the_probability_evaluate_gave(repro_project):
+    import pandas as pd
+
+    project, env = repro_project
+    evaluated = pd.read_csv(project / "reports/predictions/finetune.csv").head(3)
+    result = run([CATDOG, "predict", *evaluated["path"]], project, env)
+    predicted = pd.read_csv(__import__("io").StringIO(result.stdout))
+    assert list(predicted["path"]) == list(evaluated["path"])
+    np.testing.assert_allclose(predicted["prob_dog"], evaluated["prob_dog"], atol=2e-6)

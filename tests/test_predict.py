@@ -1,0 +1,75 @@
+"""catdog predict: files and folders in, CSV out, unreadable files reported."""
+
+from __future__ import annotations
+
+import shutil
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from catdog.models import make_augmentation, make_scratch_model
+from flows.predict import run_predict
+from tests.conftest import SHARED_PHOTOS, write_image
+
+
+@pytest.fixture
+def scratch_model(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = make_scratch_model(80, make_augmentation(flip="horizontal", rotation=0.1, zoom=0.2))
+    path = tmp_path / "scratch.keras"
+    model.save(path)
+    return path
+
+
+def two_photos_and_a_broken_one(folder):
+    folder.mkdir()
+    shared = SHARED_PHOTOS / "train"
+    if shared.is_dir():  # real photos when the shared set is there
+        shutil.copy(shared / "cat.0.jpg", folder / "cat.0.jpg")
+        shutil.copy(shared / "dog.0.jpg", folder / "dog.0.jpg")
+    else:
+        write_image(folder / "cat.0.jpg", size=(120, 90), seed=1)
+        write_image(folder / "dog.0.jpg", size=(120, 90), seed=2)
+    data = (folder / "cat.0.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+
+
+def test_folder_with_a_truncated_file_gives_two_rows_and_reports_the_third(
+    tmp_path, scratch_model, capsys
+):
+    folder = tmp_path / "photos"
+    two_photos_and_a_broken_one(folder)
+    out = tmp_path / "predictions.csv"
+    code = run_predict([folder], str(scratch_model), out, tmp_path, tmp_path)
+    assert code == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["path", "prob_dog", "label"]
+    assert sorted(table["path"]) == [str(folder / "cat.0.jpg"), str(folder / "dog.0.jpg")]
+    assert table["prob_dog"].between(0, 1).all()
+    assert set(table["label"]) <= {"cat", "dog"}
+    assert (table["label"] == np.where(table["prob_dog"] >= 0.5, "dog", "cat")).all()
+    err = capsys.readouterr().err
+    assert "truncated.jpg" in err and "cannot decode" in err
+
+
+def test_stdout_when_no_out_and_converted_images_match_ingested_ones(
+    tmp_path, scratch_model, capsys
+):
+    cmyk = write_image(tmp_path / "a" / "cmyk.jpg", size=(90, 90), mode="CMYK", seed=3)
+    missing = tmp_path / "nowhere.jpg"
+    code = run_predict([cmyk, missing], str(scratch_model), None, tmp_path, tmp_path)
+    captured = capsys.readouterr()
+    assert code == 0
+    lines = captured.out.strip().splitlines()
+    assert lines[0] == "path,prob_dog,label" and len(lines) == 2
+    assert "nowhere.jpg: no such file" in captured.err
+
+
+def test_nothing_readable_exits_non_zero_and_bad_model_says_what_to_do(tmp_path, scratch_model):
+    broken = tmp_path / "x.jpg"
+    broken.write_text("not an image")
+    assert run_predict([broken], str(scratch_model), None, tmp_path, tmp_path) == 1
+    with pytest.raises(FileNotFoundError, match="dvc repro"):
+        run_predict([broken], "models/missing.keras", None, tmp_path, tmp_path)
