@@ -66,3 +66,16 @@ def test_params_are_frozen_and_sections_reachable_by_dotted_key():
         params.classifier.epochs = 3  # type: ignore[misc]
     assert params.section("data.image_size") == params.data.image_size
     assert params.section("augment").views == params.augment.views
+
+
+def test_book_preset_is_the_books_recipe():
+    book = load_params(REPO / "params-book.yaml")
+    assert book.data.image_size == 180
+    assert (book.scratch.epochs, book.classifier.epochs, book.finetune.epochs) == (100, 20, 30)
+    assert book.finetune.learning_rate == 1e-5 and book.finetune.unfreeze == 4
+    assert {book.scratch.batch_size, book.classifier.batch_size, book.finetune.batch_size} == {32}
+    assert book.split.counts == (1000, 500, 1000)
+    assert book.features.weights == "imagenet"
+    # everything else is the same as params.yaml
+    same = {"ingest", "evaluate", "mlflow"}
+    assert all(getattr(book, s) == getattr(Params(), s) for s in same)
