@@ -16,11 +16,12 @@ from catdog.evaluation import (
     confusion_matrix,
     plot_calibration,
     plot_confusion_matrix,
+    plot_image_grid,
     plot_roc_curves,
     roc_curve,
 )
 from catdog.features import load_features
-from catdog.images import make_dataset
+from catdog.images import make_dataset, read_images
 from catdog.io import atomic_dir, remove_stale_staging, write_json, write_text
 from catdog.models import load_model
 from catdog.params import Params
@@ -44,6 +45,35 @@ def predict_test_set(params: Params, root: Path) -> tuple[pd.DataFrame, dict[str
         inputs = np.asarray(features, dtype="float32") if name == "classifier" else images
         probabilities[name] = np.asarray(model.predict(inputs, verbose=0)).reshape(-1)
     return test, probabilities
+
+
+def _plot_worst_mistakes(
+    name: str,
+    test: pd.DataFrame,
+    y_true: np.ndarray,
+    prob: np.ndarray,
+    threshold: float,
+    root: Path,
+    params: Params,
+    figures_dir: Path,
+    count: int = 8,
+) -> None:
+    """The test images a model got most confidently wrong, worst first."""
+    wrong = np.flatnonzero((prob >= threshold).astype(int) != y_true)
+    worst = wrong[np.argsort(-np.abs(prob[wrong] - y_true[wrong]), kind="stable")][:count]
+    path = figures_dir / f"misclassified_{name}.png"
+    if len(worst) == 0:
+        plot_image_grid(np.zeros((1, 8, 8, 3), "uint8"), path, title=f"{name}: no mistakes")
+        return
+    images = read_images([str(root / p) for p in test["path"].iloc[worst]], params.data.image_size)
+    titles = [f"{_NAMES[y_true[i]]}: p(dog)={prob[i]:.2f}" for i in worst]
+    plot_image_grid(
+        images,
+        path,
+        titles=titles,
+        ncols=4,
+        title=f"{name}: worst mistakes ({len(wrong)} of {len(y_true)} wrong)",
+    )
 
 
 @task(name="evaluate", **TASK_OPTIONS)
@@ -81,6 +111,7 @@ def evaluate(params: Params, root: Path) -> StageResult:
                 figures_dir / f"confusion_{name}.png",
                 title=f"{name}: test confusion matrix (n={len(y_true)})",
             )
+            _plot_worst_mistakes(name, test, y_true, prob, threshold, root, params, figures_dir)
         plot_roc_curves(
             rocs,
             figures_dir / "roc.png",
