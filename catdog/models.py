@@ -112,8 +112,15 @@ def make_finetune_model(
     image_size: int,
     unfreeze: int = 4,
 ) -> keras.Model:
-    """Images in, probability of dog out: augmentation, VGG16 preprocessing, conv base, head."""
-    unfreeze_top(conv_base, unfreeze)
+    """Images in, probability of dog out: augmentation, VGG16 preprocessing, conv base, head.
+
+    ``unfreeze=0`` freezes the whole conv base: the book's feature extraction with in-model
+    augmentation (listing 8.27); the book's fine-tuning unfreezes the last 4 layers.
+    """
+    if unfreeze == 0:
+        conv_base.trainable = False
+    else:
+        unfreeze_top(conv_base, unfreeze)
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
     x = augmentation(inputs)
     x = make_vgg16_preprocess()(x)

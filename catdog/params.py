@@ -142,6 +142,11 @@ class _TrainParams(_Section):
 
 
 class ClassifierParams(_TrainParams):
+    mode: Literal["features", "in_model"] = Field(
+        "features",
+        description="features: the head trains on the stored features (and augmented views); "
+        "in_model: the book's frozen conv base inside the model, augmentation every epoch",
+    )
     epochs: int = Field(20, ge=1, le=10_000)
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     units: int = Field(256, ge=1)

@@ -10,10 +10,16 @@ from prefect import task
 
 from catdog import paths
 from catdog.features import load_features
-from catdog.models import make_dense_head
+from catdog.models import (
+    make_augmentation,
+    make_conv_base,
+    make_dense_head,
+    make_finetune_model,
+)
 from catdog.params import Params
-from catdog.training import EpochCallback, seed_everything, train
+from catdog.training import EpochCallback, TrainResult, seed_everything, train
 from tasks.common import TASK_OPTIONS, StageResult
+from tasks.image_training import image_datasets
 from tasks.training_outputs import save_training_outputs
 
 
@@ -21,24 +27,49 @@ from tasks.training_outputs import save_training_outputs
 def classifier(
     params: Params, root: Path, on_epoch_end: EpochCallback | None = None
 ) -> StageResult:
-    """Train the dense head on train + augmented-view features; keep the best epoch."""
+    """Train the dense head (on features, or in-model on images); keep the best epoch."""
     p = params.classifier
     folder = root / paths.FEATURES_DIR
-    x_train, y_train = load_features(folder, "train")
-    x_aug, y_aug = load_features(folder, "train_aug")
-    x_val, y_val = load_features(folder, "validation")
-    x = np.concatenate([x_train, x_aug]).astype("float32")
-    y = np.concatenate([y_train, y_aug])
     seed_everything(p.seed)
-    model = make_dense_head(tuple(x.shape[1:]), units=p.units, dropout=p.dropout)
-    result = train(
+    if p.mode == "in_model":
+        result = _train_in_model(params, root, on_epoch_end)
+    else:
+        x_train, y_train = load_features(folder, "train")
+        x_aug, y_aug = load_features(folder, "train_aug")
+        x_val, y_val = load_features(folder, "validation")
+        x = np.concatenate([x_train, x_aug]).astype("float32")
+        y = np.concatenate([y_train, y_aug])
+        model = make_dense_head(tuple(x.shape[1:]), units=p.units, dropout=p.dropout)
+        result = train(
+            model,
+            (x, y),
+            (np.asarray(x_val, dtype="float32"), y_val),
+            epochs=p.epochs,
+            learning_rate=p.learning_rate,
+            batch_size=p.batch_size,
+            on_epoch_end=on_epoch_end,
+        )
+    weights = json.loads((folder / "meta.json").read_text())["weights"]
+    return save_training_outputs(
+        "classifier", result, root, tags={"weights": weights["label"], "mode": p.mode}
+    )
+
+
+def _train_in_model(params: Params, root: Path, on_epoch_end: EpochCallback | None) -> TrainResult:
+    """The book's variant: frozen conv base inside the model, augmentation at every epoch."""
+    p, size, aug = params.classifier, params.data.image_size, params.augment
+    conv_base = make_conv_base(size, root / paths.CONV_BASE_WEIGHTS)
+    head = make_dense_head(conv_base.output_shape[1:], units=p.units, dropout=p.dropout)
+    augmentation = make_augmentation(
+        flip=aug.flip, rotation=aug.rotation, zoom=aug.zoom, seed=p.seed
+    )
+    model = make_finetune_model(conv_base, head, augmentation, image_size=size, unfreeze=0)
+    train_data, val_data = image_datasets(root, size, p.batch_size, p.seed)
+    return train(
         model,
-        (x, y),
-        (np.asarray(x_val, dtype="float32"), y_val),
+        train_data,
+        val_data,
         epochs=p.epochs,
         learning_rate=p.learning_rate,
-        batch_size=p.batch_size,
         on_epoch_end=on_epoch_end,
     )
-    weights = json.loads((folder / "meta.json").read_text())["weights"]
-    return save_training_outputs("classifier", result, root, tags={"weights": weights["label"]})

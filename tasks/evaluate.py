@@ -42,7 +42,8 @@ def predict_test_set(params: Params, root: Path) -> tuple[pd.DataFrame, dict[str
     probabilities = {}
     for name in paths.MODELS:
         model = load_model(root / paths.model_path(name))
-        inputs = np.asarray(features, dtype="float32") if name == "classifier" else images
+        takes_images = model.input_shape[-1] == 3  # classifier.mode=in_model takes images
+        inputs = images if takes_images else np.asarray(features, dtype="float32")
         probabilities[name] = np.asarray(model.predict(inputs, verbose=0)).reshape(-1)
     return test, probabilities
 

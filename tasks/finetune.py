@@ -22,7 +22,9 @@ def finetune(params: Params, root: Path, on_epoch_end: EpochCallback | None = No
     p, size, aug = params.finetune, params.data.image_size, params.augment
     seed_everything(p.seed)
     conv_base = make_conv_base(size, root / paths.CONV_BASE_WEIGHTS)
-    head = load_model(root / paths.model_path("classifier"))
+    classifier = load_model(root / paths.model_path("classifier"))
+    # classifier.mode=in_model saves the whole image model: its head is the nested dense_head
+    head = classifier if classifier.input_shape[-1] != 3 else classifier.get_layer("dense_head")
     augmentation = make_augmentation(
         flip=aug.flip, rotation=aug.rotation, zoom=aug.zoom, seed=p.seed
     )

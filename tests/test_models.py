@@ -173,3 +173,12 @@ def test_features_stream_to_disk_and_float16_keeps_predictions(untrained_weights
     p32 = np.asarray(head(f32)).ravel()
     p16 = np.asarray(head(f16.astype("float32"))).ravel()
     assert np.max(np.abs(p32 - p16)) < 1e-2
+
+
+def test_in_model_feature_extraction_freezes_the_whole_conv_base(untrained_weights):
+    conv_base = make_conv_base(SIZE, untrained_weights)
+    head = make_dense_head(conv_base.output_shape[1:], units=8)
+    augmentation = make_augmentation(flip="horizontal", rotation=0.1, zoom=0.2, seed=0)
+    model = make_finetune_model(conv_base, head, augmentation, image_size=SIZE, unfreeze=0)
+    assert conv_base.trainable_weights == []
+    assert {id(w) for w in model.trainable_weights} == {id(w) for w in head.trainable_weights}
