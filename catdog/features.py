@@ -21,8 +21,17 @@ __all__ = ["extract_to_file", "feature_extractor", "load_features", "view_batche
 log = logging.getLogger(__name__)
 
 
-def feature_extractor(conv_base: keras.Model) -> keras.Model:
-    """Raw RGB pixels in, VGG16 conv-base features out (preprocessing inside)."""
+def feature_extractor(
+    conv_base: keras.Model, weights_from: keras.Model | None = None
+) -> keras.Model:
+    """Raw RGB pixels in, VGG16 conv-base features out (preprocessing inside).
+
+    Args:
+        conv_base: The conv base, built under the dtype policy the extractor should compute in.
+        weights_from: A conv base to copy the weights from (e.g. a float32 one), if not itself.
+    """
+    if weights_from is not None:
+        conv_base.set_weights(weights_from.get_weights())
     size = conv_base.input_shape[1]
     inputs = keras.Input(shape=(size, size, 3), name="image")
     outputs = conv_base(make_vgg16_preprocess()(inputs))

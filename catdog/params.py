@@ -121,6 +121,9 @@ class FeaturesParams(_Section):
     weights: str = Field("auto", min_length=1)
     batch_size: int = Field(32, ge=1)
     dtype: Literal["float16", "float32"] = "float16"
+    compute: Literal["float32", "mixed_bfloat16"] = Field(
+        "float32", description="mixed_bfloat16: ~1.2x faster on CPUs with AVX-512 BF16"
+    )
     seed: int = Field(42, ge=0, description="initialises untrained weights")
 
     @field_validator("weights")

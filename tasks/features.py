@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 from prefect import task
@@ -31,8 +32,15 @@ def features(params: Params, root: Path) -> StageResult:
         logger.warning(weights.warning)
     logger.info("features: VGG16 weights %s", weights.label)
     seed_everything(p.seed)
-    conv_base = make_conv_base(size, weights.path)
-    extractor = feature_extractor(conv_base)
+    conv_base = make_conv_base(size, weights.path)  # float32 variables, saved as such below
+    if p.compute == "mixed_bfloat16":  # the same weights, computed in bfloat16
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            extractor = feature_extractor(make_conv_base(size), weights_from=conv_base)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+    else:
+        extractor = feature_extractor(conv_base)
     manifest = read_manifest(root / paths.MANIFEST)
     out_dir = root / paths.FEATURES_DIR
     remove_stale_staging(out_dir.parent)

@@ -182,3 +182,17 @@ def test_in_model_feature_extraction_freezes_the_whole_conv_base(untrained_weigh
     model = make_finetune_model(conv_base, head, augmentation, image_size=SIZE, unfreeze=0)
     assert conv_base.trainable_weights == []
     assert {id(w) for w in model.trainable_weights} == {id(w) for w in head.trainable_weights}
+
+
+def test_bfloat16_features_agree_with_float32_within_two_percent(untrained_weights):
+    conv_base = make_conv_base(SIZE, untrained_weights)
+    images = np.random.default_rng(4).uniform(0, 255, (6, SIZE, SIZE, 3)).astype("float32")
+    f32 = np.asarray(feature_extractor(conv_base).predict(images, verbose=0))
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        bf16_extractor = feature_extractor(make_conv_base(SIZE), weights_from=conv_base)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    bf16 = np.asarray(bf16_extractor.predict(images, verbose=0), dtype="float32")
+    assert np.abs(f32 - bf16).max() <= 0.02 * np.abs(f32).max()
+    assert not np.array_equal(f32, bf16)  # it really computed in bfloat16
