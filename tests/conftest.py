@@ -109,8 +109,10 @@ def run(
     return result
 
 
-def make_project_copy(dest: Path, params: dict[str, object] | None = None) -> Path:
-    """A fresh git + DVC repository holding the project's code and a tiny params.yaml."""
+def make_project_copy(
+    dest: Path, params: dict[str, object] | None = None, *, tiny: bool = True
+) -> Path:
+    """A fresh git + DVC repository holding the project's code and (by default) tiny params."""
     import yaml
 
     from catdog.params import apply_overrides
@@ -126,7 +128,8 @@ def make_project_copy(dest: Path, params: dict[str, object] | None = None) -> Pa
         REPO / ".dvc", dest / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local")
     )
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    overrides = [f"{k}={v}" for k, v in {**TINY_PARAMS, **(params or {})}.items()]
+    base = TINY_PARAMS if tiny else {}
+    overrides = [f"{k}={v}" for k, v in {**base, **(params or {})}.items()]
     (dest / "params.yaml").write_text(
         yaml.safe_dump(apply_overrides(raw, overrides), sort_keys=False)
     )
