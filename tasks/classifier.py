@@ -11,7 +11,6 @@ from prefect import task
 from catdog import paths
 from catdog.features import load_features
 from catdog.models import (
-    make_augmentation,
     make_conv_base,
     make_dense_head,
     make_finetune_model,
@@ -19,7 +18,7 @@ from catdog.models import (
 from catdog.params import Params
 from catdog.training import EpochCallback, TrainResult, seed_everything, train
 from tasks.common import TASK_OPTIONS, StageResult
-from tasks.image_training import image_datasets
+from tasks.image_training import book_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
 
 
@@ -60,16 +59,16 @@ def _train_in_model(params: Params, root: Path, on_epoch_end: EpochCallback | No
     p, size, aug = params.classifier, params.data.image_size, params.augment
     conv_base = make_conv_base(size, root / paths.CONV_BASE_WEIGHTS)
     head = make_dense_head(conv_base.output_shape[1:], units=p.units, dropout=p.dropout)
-    augmentation = make_augmentation(
-        flip=aug.flip, rotation=aug.rotation, zoom=aug.zoom, seed=p.seed
+    model = make_finetune_model(
+        conv_base, head, book_augmentation(aug, p.seed), image_size=size, unfreeze=0
     )
-    model = make_finetune_model(conv_base, head, augmentation, image_size=size, unfreeze=0)
-    train_data, val_data = image_datasets(root, size, p.batch_size, p.seed)
-    return train(
+    return train_on_images(
         model,
-        train_data,
-        val_data,
+        root,
+        image_size=size,
+        batch_size=p.batch_size,
         epochs=p.epochs,
         learning_rate=p.learning_rate,
+        seed=p.seed,
         on_epoch_end=on_epoch_end,
     )

@@ -8,11 +8,11 @@ from pathlib import Path
 from prefect import task
 
 from catdog import paths
-from catdog.models import load_model, make_augmentation, make_conv_base, make_finetune_model
+from catdog.models import load_model, make_conv_base, make_finetune_model
 from catdog.params import Params
-from catdog.training import EpochCallback, seed_everything, train
+from catdog.training import EpochCallback, seed_everything
 from tasks.common import TASK_OPTIONS, StageResult
-from tasks.image_training import image_datasets
+from tasks.image_training import book_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
 
 
@@ -25,17 +25,16 @@ def finetune(params: Params, root: Path, on_epoch_end: EpochCallback | None = No
     classifier = load_model(root / paths.model_path("classifier"))
     # classifier.mode=in_model saves the whole image model: its head is the nested dense_head
     head = classifier if classifier.input_shape[-1] != 3 else classifier.get_layer("dense_head")
-    augmentation = make_augmentation(
-        flip=aug.flip, rotation=aug.rotation, zoom=aug.zoom, seed=p.seed
-    )
+    augmentation = book_augmentation(aug, p.seed)
     model = make_finetune_model(conv_base, head, augmentation, image_size=size, unfreeze=p.unfreeze)
-    train_data, val_data = image_datasets(root, size, p.batch_size, p.seed)
-    result = train(
+    result = train_on_images(
         model,
-        train_data,
-        val_data,
+        root,
+        image_size=size,
+        batch_size=p.batch_size,
         epochs=p.epochs,
         learning_rate=p.learning_rate,
+        seed=p.seed,
         on_epoch_end=on_epoch_end,
     )
     meta = json.loads((root / paths.FEATURES_META).read_text())

@@ -1,14 +1,18 @@
-"""Inputs shared by the two models trained on images (finetune, scratch)."""
+"""What the models trained on images share (finetune, scratch, classifier in_model mode)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from catdog import paths
 from catdog.images import make_dataset
+from catdog.models import make_augmentation
+from catdog.params import AugmentParams
 from catdog.split import read_manifest
+from catdog.training import EpochCallback, TrainResult, train
 
 
 def image_datasets(
@@ -26,4 +30,34 @@ def image_datasets(
     return (
         make_dataset(train_paths, image_size, batch_size, train_labels, shuffle_seed=seed),
         make_dataset(val_paths, image_size, batch_size, val_labels),
+    )
+
+
+def book_augmentation(augment: AugmentParams, seed: int) -> keras.Sequential:
+    """The augment section's flip, rotation and zoom as in-model layers, seeded."""
+    return make_augmentation(
+        flip=augment.flip, rotation=augment.rotation, zoom=augment.zoom, seed=seed
+    )
+
+
+def train_on_images(
+    model: keras.Model,
+    root: Path,
+    *,
+    image_size: int,
+    batch_size: int,
+    epochs: int,
+    learning_rate: float,
+    seed: int,
+    on_epoch_end: EpochCallback | None,
+) -> TrainResult:
+    """Train ``model`` on the training split's images, validating on the validation split."""
+    train_data, val_data = image_datasets(root, image_size, batch_size, seed)
+    return train(
+        model,
+        train_data,
+        val_data,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        on_epoch_end=on_epoch_end,
     )

@@ -12,19 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from flows.cli import _QUIET_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PHOTOS = Path(
     os.environ.get("CATDOG_SHARED_PHOTOS", REPO.parent / "shared" / "data" / "dogs-vs-cats-2400")
 )
 
-for key, value in {
-    "DVC_NO_ANALYTICS": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "TF_CPP_MIN_LOG_LEVEL": "3",
-    "KERAS_BACKEND": "tensorflow",
-}.items():
+for key, value in _QUIET_ENV.items():  # the command line's quiet, offline settings
     os.environ.setdefault(key, value)
 
 
