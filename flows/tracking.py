@@ -8,6 +8,7 @@ The default store is SQLite at ``<home>/mlflow.db`` with artifacts in ``<home>/m
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -24,7 +25,9 @@ import numpy as np
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from catdog.io import write_json
 from catdog.paths import FEATURES_META, RAW_DIR
+from flows.workspace import state_dir
 from tasks.common import StageResult, flat
 
 __all__ = [
@@ -86,10 +89,40 @@ def git_commit(root: Path) -> tuple[str, bool]:
     return commit, bool(status.strip())
 
 
-def dvc_hash(path: Path) -> str:
-    """The hash DVC gives a file or folder (``<md5>`` or ``<md5>.dir``), '' if it is missing."""
+def _stat_signature(path: Path) -> str:
+    """A cheap fingerprint of a tree: every file's relative path, size and mtime."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        stat = file.stat()
+        digest.update(
+            f"{file.relative_to(path.parent)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+        )
+    return digest.hexdigest()
+
+
+def dvc_hash(path: Path, cache_dir: Path | None = None) -> str:
+    """The hash DVC gives a file or folder (``<md5>`` or ``<md5>.dir``), '' if it is missing.
+
+    With ``cache_dir``, a tree whose files' sizes and mtimes are unchanged is not hashed again
+    (as DVC's own state database does), which keeps every stage's run cheap to tag.
+    """
     if not path.exists():
         return ""
+    cache = cache_dir / "dvc-hash-cache.json" if cache_dir is not None else None
+    signature = _stat_signature(path) if cache is not None else ""
+    if cache is not None and cache.is_file():
+        known = json.loads(cache.read_text())
+        if known.get(str(path.resolve()), {}).get("signature") == signature:
+            return str(known[str(path.resolve())]["hash"])
+    value = _dvc_hash(path)
+    if cache is not None:
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        known[str(path.resolve())] = {"signature": signature, "hash": value}
+        write_json(cache, known)
+    return value
+
+
+def _dvc_hash(path: Path) -> str:
     from dvc_data.hashfile.build import build
     from dvc_data.hashfile.db import HashFileDB
     from dvc_objects.fs.local import LocalFileSystem
@@ -199,7 +232,7 @@ def stage_run(
         try:
             yield run
             # after the stage: ingest creates data/raw, the others leave it as it was
-            mlflow.set_tag("dvc.data_raw", dvc_hash(root / RAW_DIR))
+            mlflow.set_tag("dvc.data_raw", dvc_hash(root / RAW_DIR, state_dir(root)))
             weights = weights_used(root)
             if weights:
                 mlflow.set_tag("weights", weights)
