@@ -115,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", type=Path, metavar="FILE", help="CSV file (default: stdout)")
     predict.add_argument("--threshold", type=float, default=0.5, help="default: %(default)s")
 
+    serve = commands.add_parser(
+        "serve",
+        help="run an MLflow tracking server and a Prefect server for the project",
+        description="Start an MLflow tracking server (SQLite store and artifacts in the project) "
+        "and a Prefect server, wait until both answer, print their URLs; Ctrl-C stops both.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default: %(default)s (loopback)")
+    serve.add_argument("--mlflow-port", type=int, default=5000, help="default: %(default)s")
+    serve.add_argument("--prefect-port", type=int, default=4200, help="default: %(default)s")
+
     ui = commands.add_parser("ui", help="open MLflow's UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
     ui.add_argument("--port", type=int, default=5000, help="default: %(default)s")
@@ -205,6 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_ui(workspace, args.host, args.port)
     if args.command == "prefect-server":
         return _cmd_prefect_server(workspace, args.action)
+    if args.command == "serve":
+        from flows.serve import serve
+        from flows.workspace import tracking_home
+
+        return serve(
+            tracking_home(workspace),
+            host=args.host,
+            mlflow_port=args.mlflow_port,
+            prefect_port=args.prefect_port,
+        )
     if args.command == "predict":
         for key, value in _QUIET_ENV.items():
             os.environ.setdefault(key, value)
