@@ -28,6 +28,7 @@ examples:
   catdog run                         the same stages as one Prefect flow run
   catdog run -S classifier.epochs=5  with a changed parameter (params.yaml is left as it is)
   catdog predict photos/ --out p.csv  probability of dog for each image (fine-tuned model)
+  catdog compare --out runs.md       the executions' test metrics and differing params
   catdog ui                          browse and compare the runs in MLflow's UI
 """
 
@@ -125,6 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mlflow-port", type=int, default=5000, help="default: %(default)s")
     serve.add_argument("--prefect-port", type=int, default=4200, help="default: %(default)s")
 
+    compare = commands.add_parser(
+        "compare",
+        help="compare pipeline executions from MLflow: test metrics and differing params",
+        description="Read the MLflow runs of an experiment into a table of each execution's "
+        "test metrics per model, the params that differ between executions, and the book's "
+        "figures beside ours; write Markdown or HTML.",
+    )
+    compare.add_argument("--experiment", default="catdog", help="default: %(default)s")
+    compare.add_argument("--out", type=Path, metavar="FILE", help=".md or .html (default: stdout)")
+    compare.add_argument("--format", choices=["markdown", "html"], help="default: from --out")
+    compare.add_argument(
+        "--filter", default="", metavar="EXPR", help="MLflow search filter on the parent runs"
+    )
+    compare.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep executions that used this param value, e.g. classifier.epochs=5",
+    )
+
     ui = commands.add_parser("ui", help="open MLflow's UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
     ui.add_argument("--port", type=int, default=5000, help="default: %(default)s")
@@ -215,6 +237,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_ui(workspace, args.host, args.port)
     if args.command == "prefect-server":
         return _cmd_prefect_server(workspace, args.action)
+    if args.command == "compare":
+        from flows.compare import run_compare
+        from flows.tracking import tracking_uri
+        from flows.workspace import tracking_home
+
+        wanted = dict(item.split("=", 1) for item in args.param if "=" in item)
+        return run_compare(
+            tracking_uri(tracking_home(workspace)),
+            args.experiment,
+            args.out,
+            args.format,
+            args.filter,
+            wanted,
+        )
     if args.command == "serve":
         from flows.serve import serve
         from flows.workspace import tracking_home

@@ -233,3 +233,11 @@ def test_catdog_predict_gives_the_probability_evaluate_gave(repro_project):
     predicted = pd.read_csv(__import__("io").StringIO(result.stdout))
     assert list(predicted["path"]) == list(evaluated["path"])
     np.testing.assert_allclose(predicted["prob_dog"], evaluated["prob_dog"], atol=2e-6)
+
+
+def test_catdog_compare_reads_the_executions_from_mlflow(repro_project):
+    project, env = repro_project
+    run([CATDOG, "compare", "--out", "report.md"], project, env)
+    report = (project / "report.md").read_text()
+    assert "dvc repro" in report and "0.835" in report
+    assert "classifier.epochs" in report  # 2 in the first execution, 3 after set_param
