@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "Params",
     "ParamsError",
+    "TrainParams",
     "apply_overrides",
     "load_params",
     "parse_params",
@@ -137,14 +138,16 @@ class FeaturesParams(_Section):
         )
 
 
-class _TrainParams(_Section):
+class TrainParams(_Section):
+    """What every trained model's section has."""
+
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(gt=0, lt=1)
     seed: int = Field(42, ge=0)
 
 
-class ClassifierParams(_TrainParams):
+class ClassifierParams(TrainParams):
     mode: Literal["features", "in_model"] = Field(
         "features",
         description="features: the head trains on the stored features (and augmented views); "
@@ -156,13 +159,13 @@ class ClassifierParams(_TrainParams):
     dropout: float = Field(0.5, ge=0, lt=1)
 
 
-class FinetuneParams(_TrainParams):
+class FinetuneParams(TrainParams):
     epochs: int = Field(3, ge=1, le=10_000)
     learning_rate: float = Field(1e-5, gt=0, lt=1)
     unfreeze: int = Field(4, ge=1, le=19, description="last conv-base layers made trainable")
 
 
-class ScratchParams(_TrainParams):
+class ScratchParams(TrainParams):
     epochs: int = Field(20, ge=1, le=10_000)
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     dropout: float = Field(0.5, ge=0, lt=1)

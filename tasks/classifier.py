@@ -62,13 +62,4 @@ def _train_in_model(params: Params, root: Path, on_epoch_end: EpochCallback | No
     model = make_finetune_model(
         conv_base, head, book_augmentation(aug, p.seed), image_size=size, unfreeze=0
     )
-    return train_on_images(
-        model,
-        root,
-        image_size=size,
-        batch_size=p.batch_size,
-        epochs=p.epochs,
-        learning_rate=p.learning_rate,
-        seed=p.seed,
-        on_epoch_end=on_epoch_end,
-    )
+    return train_on_images(model, root, size, p, on_epoch_end)

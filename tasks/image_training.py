@@ -10,7 +10,7 @@ import tensorflow as tf
 from catdog import paths
 from catdog.images import make_dataset
 from catdog.models import make_augmentation
-from catdog.params import AugmentParams
+from catdog.params import AugmentParams, TrainParams
 from catdog.split import read_manifest
 from catdog.training import EpochCallback, TrainResult, train
 
@@ -43,21 +43,18 @@ def book_augmentation(augment: AugmentParams, seed: int) -> keras.Sequential:
 def train_on_images(
     model: keras.Model,
     root: Path,
-    *,
     image_size: int,
-    batch_size: int,
-    epochs: int,
-    learning_rate: float,
-    seed: int,
+    section: TrainParams,
     on_epoch_end: EpochCallback | None,
 ) -> TrainResult:
-    """Train ``model`` on the training split's images, validating on the validation split."""
-    train_data, val_data = image_datasets(root, image_size, batch_size, seed)
+    """Train ``model`` on the training split's images with a section's epochs, batch size,
+    learning rate and seed, validating on the validation split."""
+    train_data, val_data = image_datasets(root, image_size, section.batch_size, section.seed)
     return train(
         model,
         train_data,
         val_data,
-        epochs=epochs,
-        learning_rate=learning_rate,
+        epochs=section.epochs,
+        learning_rate=section.learning_rate,
         on_epoch_end=on_epoch_end,
     )

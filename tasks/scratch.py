@@ -20,14 +20,5 @@ def scratch(params: Params, root: Path, on_epoch_end: EpochCallback | None = Non
     p, size, aug = params.scratch, params.data.image_size, params.augment
     seed_everything(p.seed)
     model = make_scratch_model(size, book_augmentation(aug, p.seed), dropout=p.dropout)
-    result = train_on_images(
-        model,
-        root,
-        image_size=size,
-        batch_size=p.batch_size,
-        epochs=p.epochs,
-        learning_rate=p.learning_rate,
-        seed=p.seed,
-        on_epoch_end=on_epoch_end,
-    )
+    result = train_on_images(model, root, size, p, on_epoch_end)
     return save_training_outputs("scratch", result, root)
