@@ -19,7 +19,7 @@ from catdog import pipeline
 from catdog.io import write_json
 from catdog.params import Params, load_params
 from catdog.weights import resolve_weights
-from flows.stages import params_slice, run_stage
+from flows.stages import current_flow_run_id, params_slice, run_stage
 from flows.tracking import finish_execution, open_execution
 from flows.workspace import state_dir, tracking_home
 from tasks.common import run_logger
@@ -96,7 +96,7 @@ def pipeline_flow(
                 workspace,
                 params.mlflow.experiment,
                 trigger="catdog run",
-                key=f"catdog-run:{_flow_run_id()}",
+                key=f"catdog-run:{current_flow_run_id()}",
             )
         stamp = _stamp_path(workspace, name)
         stamp.unlink(missing_ok=True)
@@ -107,9 +107,3 @@ def pipeline_flow(
     if execution is not None:
         finish_execution(execution)
     return fates
-
-
-def _flow_run_id() -> str:
-    from prefect.runtime import flow_run
-
-    return str(flow_run.id)

@@ -25,7 +25,7 @@ from flows.tracking import (
 from flows.workspace import tracking_home
 from tasks.common import StageResult, run_logger
 
-__all__ = ["STAGE_FLOWS", "params_slice", "run_stage", "stage_task"]
+__all__ = ["STAGE_FLOWS", "current_flow_run_id", "params_slice", "run_stage", "stage_task"]
 
 
 def stage_task(name: str) -> Callable[..., StageResult]:
@@ -48,7 +48,10 @@ def run_stage(name: str, params: Params, root: Path, execution: Execution) -> St
     """Run one stage's task inside an MLflow child run and log what it produced."""
     s = pipeline.stage(name)
     task = stage_task(name)
-    tags = {"weights.requested": params.features.weights}
+    tags = {
+        "weights.requested": params.features.weights,
+        "prefect.flow_run_id": current_flow_run_id(),
+    }
     with stage_run(execution, name, root, tags) as run:
         kwargs: dict[str, Any] = {}
         if name in pipeline.MODELS:
@@ -62,6 +65,13 @@ def run_stage(name: str, params: Params, root: Path, execution: Execution) -> St
     if "weights" in result.tags:
         MlflowClient().set_tag(execution.run_id, "weights", result.tags["weights"])
     return result
+
+
+def current_flow_run_id() -> str:
+    """The Prefect flow run this stage runs in ('' outside one), for lineage."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or "")
 
 
 def _make_stage_flow(name: str) -> Any:

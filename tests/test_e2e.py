@@ -93,6 +93,7 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(repro_project):
         tags = child.data.tags
         assert len(tags["git.commit"]) == 40
         assert tags["dvc.data_raw"].endswith(".dir")
+        assert len(tags["prefect.flow_run_id"]) == 36  # the stage's Prefect flow run (a UUID)
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     raw_md5 = next(o["md5"] for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/raw")
     assert by_name["evaluate"].data.tags["dvc.data_raw"] == raw_md5
