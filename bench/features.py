@@ -2,6 +2,8 @@
 
 1. throughput: the stage's path (JPEG files -> tf.data decode/resize -> VGG16 -> float16 .npy
    on disk) against bare `conv_base.predict` on the same images already in memory (goal >= 0.9);
+   and the same path cut into shards mapped by a Prefect flow over its default task runner
+   (local threads), then assembled, against the same bare predict (goal: no slower than unsharded);
 2. memory: peak RSS of the stage's path at N and 4N images, each in a fresh process
    (goal: under 10% growth);
 3. bfloat16: `mixed_bfloat16` against float32 for the bare conv base: speed and agreement.
@@ -50,6 +52,60 @@ def stage_path(files: list[str], size: int, out: Path) -> float:
     batches = (b.numpy() for b in make_dataset(files, size, 32))
     extract_to_file(extractor, batches, len(files), out, dtype="float16")
     return time.perf_counter() - started
+
+
+def sharded_path(files: list[str], size: int, scratch: Path, shard_batches: int) -> float:
+    """The features stage's sharded path under a Prefect flow's default runner; returns seconds.
+
+    As the stage does: the conv base saved once, shards mapped over the flow's task runner (each
+    loads the weights file, once per process), then assembled into one .npy.
+    """
+    import keras
+    from prefect import flow
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    from catdog.features import Shard, assemble_shards, plan_shards
+    from catdog.models import make_conv_base
+    from flows.runners import local_task_runner
+    from tasks.features import ShardJob, run_shards
+
+    keras.utils.set_random_seed(0)
+    conv_base = make_conv_base(size)
+    weights = scratch / "conv_base.weights.h5"
+    conv_base.save_weights(weights)
+    feature_shape = conv_base.output_shape[1:]
+    (scratch / "shards").mkdir()
+
+    def job(shard: Shard, paths: list[str]) -> ShardJob:
+        return ShardJob(
+            shard=shard,
+            out_path=str(scratch / "shards" / shard.file_name),
+            weights_path=str(weights),
+            image_size=size,
+            batch_size=32,
+            compute="float32",
+            dtype="float16",
+            seed=0,
+            images=tuple(paths[shard.start : shard.stop]),
+        )
+
+    @flow(task_runner=local_task_runner(), validate_parameters=False)
+    def features_shards(jobs: list[ShardJob]) -> float:
+        """Timed inside the flow run, as in the stage (whose flow run exists already)."""
+        started = time.perf_counter()
+        parts = run_shards(jobs)
+        out = scratch / "features.npy"
+        count = sum(job.shard.count for job in jobs)
+        assemble_shards([Path(p) for p in parts], count, feature_shape, out)
+        return time.perf_counter() - started
+
+    features_shards([job(Shard("warmup", 0, 0, 32), files[:32])])  # warm-up: model, Prefect
+    shards = plan_shards({"train": len(files)}, 32, shard_batches)
+    elapsed = features_shards([job(shard, files) for shard in shards])
+    APILogWorker.drain_all(timeout=30)  # while the bench's Prefect server still runs
+    EventsWorker.drain_all(timeout=30)
+    return elapsed
 
 
 def bare_predict(files: list[str], size: int, policy: str = "float32") -> tuple[float, object]:
@@ -118,6 +174,20 @@ def main() -> None:
     small = files[: args.n]
     with tempfile.TemporaryDirectory() as scratch:
         stage_s = stage_path(small, args.size, Path(scratch) / "features.npy")
+    sharded_s = {}
+    with tempfile.TemporaryDirectory() as state:
+        from flows.prefect_server import ensure_prefect_api, stop_prefect_server
+
+        os.environ["PREFECT_HOME"] = str(Path(state) / "home")  # before Prefect is imported
+        os.environ["PREFECT_API_URL"] = ensure_prefect_api(Path(state), hold=False)
+        try:
+            for shard_batches in (16, 1):  # the default (one shard here), the smallest shards
+                with tempfile.TemporaryDirectory() as scratch:
+                    sharded_s[shard_batches] = sharded_path(
+                        small, args.size, Path(scratch), shard_batches
+                    )
+        finally:
+            stop_prefect_server(Path(state))
     bare_s, f32 = bare_predict(small, args.size)
     bf16_s, bf16 = bare_predict(small, args.size, "mixed_bfloat16")
     scale = float(np.abs(f32).max())
@@ -128,6 +198,12 @@ def main() -> None:
     print(f"  stage path (files -> tf.data -> VGG16 -> float16 .npy): {n / stage_s:6.1f} img/s")
     print(f"  bare conv_base.predict on in-memory images:            {n / bare_s:6.1f} img/s")
     print(f"  ratio stage / bare: {bare_s / stage_s:.2f} (goal >= 0.9)")
+    for shard_batches, seconds in sharded_s.items():
+        shards = -(-n // (32 * shard_batches))
+        print(
+            f"  sharded stage, Prefect threads, shard_batches={shard_batches:<2} ({shards} shards):"
+            f" {n / seconds:5.1f} img/s, ratio to bare {bare_s / seconds:.2f}"
+        )
     print(
         f"  peak RSS: {rss_n:.0f} MB at N={args.n}, {rss_4n:.0f} MB at 4N={4 * args.n}: "
         f"growth {100 * (rss_4n - rss_n) / rss_n:+.1f}% (goal < 10%)"

@@ -126,6 +126,12 @@ class FeaturesParams(_Section):
         "float32", description="mixed_bfloat16: ~1.2x faster on CPUs with AVX-512 BF16"
     )
     seed: int = Field(42, ge=0, description="initialises untrained weights")
+    shard_batches: int = Field(
+        16,
+        ge=1,
+        description="batches per shard: the unit of work mapped over local threads or a Dask "
+        "cluster; the features are the same whatever its value",
+    )
 
     @field_validator("weights")
     @classmethod

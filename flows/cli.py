@@ -60,6 +60,15 @@ def _add_params_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dask_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dask-address",
+        metavar="ADDRESS",
+        help="run the features stage's shards on this Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+        "(default: $CATDOG_DASK_ADDRESS, else threads in this process)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and ``--help``)."""
     from catdog.pipeline import STAGES
@@ -82,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stage.add_argument("name", choices=[s.name for s in STAGES], metavar="NAME")
     _add_params_options(stage)
+    _add_dask_option(stage)
 
     run = commands.add_parser(
         "run",
@@ -91,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_params_options(run)
     run.add_argument("--force", action="store_true", help="run every stage, even if up to date")
+    _add_dask_option(run)
 
     dvc_yaml = commands.add_parser(
         "dvc-yaml",

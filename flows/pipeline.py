@@ -19,6 +19,7 @@ from catdog import pipeline
 from catdog.io import write_json
 from catdog.params import Params, load_params
 from catdog.weights import resolve_weights
+from flows.runners import local_task_runner
 from flows.stages import current_flow_run_id, params_slice, run_stage
 from flows.tracking import finish_execution, open_execution
 from flows.workspace import state_dir, tracking_home
@@ -70,7 +71,12 @@ def _write_stamp(name: str, params: Params, workspace: Path) -> None:
     )
 
 
-@flow(name="catdog-pipeline", log_prints=True, validate_parameters=False)
+@flow(
+    name="catdog-pipeline",
+    log_prints=True,
+    validate_parameters=False,
+    task_runner=local_task_runner(),  # a Dask cluster instead: flows.runners
+)
 def pipeline_flow(
     root: str = ".",
     params_path: str = "params.yaml",

@@ -93,7 +93,14 @@ def _make_stage_flow(name: str) -> Any:
 
     stage_flow.__name__ = f"{name}_flow"
     stage_flow.__doc__ = f"The {name} stage: {pipeline.stage(name).description}"
-    return flow(name=f"catdog-{name}", log_prints=True, validate_parameters=False)(stage_flow)
+    from flows.runners import local_task_runner  # a Dask cluster instead: flows.runners
+
+    return flow(
+        name=f"catdog-{name}",
+        log_prints=True,
+        validate_parameters=False,
+        task_runner=local_task_runner(),
+    )(stage_flow)
 
 
 STAGE_FLOWS: dict[str, Any] = {name: _make_stage_flow(name) for name in pipeline.STAGE_NAMES}

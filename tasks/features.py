@@ -1,17 +1,40 @@
-"""Features task: VGG16 conv-base features of every split and augmented view, streamed to disk."""
+"""Features task: VGG16 conv-base features of every split and augmented view, streamed to disk.
+
+The work is cut into shards (``features.shard_batches`` batches each) that Prefect maps over the
+flow's task runner: local threads by default, or a Dask cluster (see ``flows/runners.py``). Each
+shard loads the conv base from the weights file this stage saved first, so every worker uses
+exactly the same weights, and writes its features into the stage's staging folder. That folder
+must therefore be on a filesystem every worker sees at the same path; only paths travel through
+Prefect and Dask, never arrays.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 from prefect import task
+from prefect.context import FlowRunContext
+from prefect.futures import as_completed
 
 from catdog import paths
 from catdog.augment import VIEWS_ARRAY, VIEWS_INDEX
-from catdog.features import extract_to_file, feature_extractor, view_batches
+from catdog.features import (
+    Shard,
+    assemble_shards,
+    extract_to_file,
+    extractor_from_weights,
+    plan_shards,
+    view_batches,
+)
 from catdog.images import make_dataset, targets
 from catdog.io import atomic_dir, atomic_file, remove_stale_staging, write_json
 from catdog.models import make_conv_base
@@ -21,10 +44,120 @@ from catdog.training import seed_everything
 from catdog.weights import resolve_weights
 from tasks.common import TASK_OPTIONS, StageResult, progress_logger, run_logger
 
+AUGMENTED = "train_aug"
+_SHARDS_DIR = ".shards"  # inside the staging folder; removed before it becomes the output
+_WEIGHTS_FILE = ".conv_base.weights.h5"  # idem; the one copy of the weights every shard loads
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything one shard needs, as plain values and absolute paths (it may run elsewhere)."""
+
+    shard: Shard
+    out_path: str
+    weights_path: str
+    image_size: int
+    batch_size: int
+    compute: str
+    dtype: str
+    seed: int
+    images: tuple[str, ...] = ()  # the shard's image files (a split), or
+    views_path: str = ""  # the augmented views array, rows shard.start:shard.stop
+
+    @property
+    def label(self) -> str:
+        return f"{self.shard.name}-{self.shard.index}"
+
+
+# Task functions are pickled by value for Dask (the module attribute is the Task, not the
+# function), with the globals they name: they must name only picklable ones, so the lock and
+# the cache are reached through plain functions, which pickle by reference.
+_cache_lock = threading.Lock()
+_cached: dict[tuple[object, ...], keras.Model] = {}
+
+
+def _extractor(job: ShardJob) -> keras.Model:
+    """The extractor of the job's weights, built once per process (a worker runs many shards)."""
+    stat = os.stat(job.weights_path)
+    key = (job.weights_path, stat.st_mtime_ns, stat.st_size, job.image_size, job.compute)
+    with _cache_lock:
+        if key not in _cached:
+            _cached.clear()  # one stage's extractor at a time: no growth in long-lived processes
+            seed_everything(job.seed)  # deterministic kernels in this process too
+            _cached[key] = extractor_from_weights(
+                Path(job.weights_path), job.image_size, job.compute
+            )
+        return _cached[key]
+
+
+def release_extractor() -> None:
+    """Forget this process's cached extractor."""
+    with _cache_lock:
+        _cached.clear()
+
+
+def compute_shard(job: ShardJob) -> str:
+    """Features of one shard, written atomically to ``job.out_path``; returns that path."""
+    started = time.perf_counter()
+    extractor = _extractor(job)
+    if job.views_path:
+        views = np.load(job.views_path, mmap_mode="r")
+        batches = view_batches(views[job.shard.start : job.shard.stop], job.batch_size)
+    else:
+        dataset = make_dataset(list(job.images), job.image_size, job.batch_size)
+        batches = (np.asarray(b) for b in dataset)
+    out = Path(job.out_path)
+    # Not atomic_file: a shard must never create the staging folder again if the stage is gone.
+    tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex}.tmp.npy")
+    try:
+        extract_to_file(extractor, batches, job.shard.count, tmp, dtype=job.dtype)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    run_logger().info(
+        "features: %s rows %d-%d in %.1f s (pid %d)",
+        job.shard.name,
+        job.shard.start,
+        job.shard.stop,
+        time.perf_counter() - started,
+        os.getpid(),
+    )
+    return job.out_path
+
+
+@task(name="features-shard", task_run_name="features-{job.label}", **TASK_OPTIONS)
+def features_shard(job: ShardJob) -> str:
+    """One shard's features, into the stage's staging folder."""
+    return compute_shard(job)
+
+
+def run_shards(jobs: list[ShardJob]) -> list[str]:
+    """Map the shards over the flow's task runner; outside a flow, run them here in turn."""
+    progress = progress_logger("features")
+    total = sum(job.shard.count for job in jobs)
+    if FlowRunContext.get() is None:  # e.g. task.fn() in tests and benchmarks
+        done = 0
+        out = []
+        for job in jobs:
+            out.append(compute_shard(job))
+            done += job.shard.count
+            progress(done, total)
+        return out
+    futures = features_shard.map(jobs)
+    rows = {future.task_run_id: job.shard.count for future, job in zip(futures, jobs, strict=True)}
+    done = 0
+    # Wait for every shard, failed or not, before the staging folder can be removed.
+    for future in as_completed(futures):
+        future.wait()  # sets the future's final state, whichever the runner
+        if future.state.is_completed():
+            done += rows[future.task_run_id]
+            progress(done, total)
+    return [future.result() for future in futures]  # raises the first failure
+
 
 @task(name="features", **TASK_OPTIONS)
 def features(params: Params, root: Path) -> StageResult:
-    """Run the conv base over train, validation, test and the augmented views."""
+    """Run the conv base over train, validation, test and the augmented views, shard by shard."""
     p, size = params.features, params.data.image_size
     logger = run_logger()
     weights = resolve_weights(p.weights, root=root)  # before any heavy work
@@ -33,59 +166,71 @@ def features(params: Params, root: Path) -> StageResult:
     logger.info("features: VGG16 weights %s", weights.label)
     seed_everything(p.seed)
     conv_base = make_conv_base(size, weights.path)  # float32 variables, saved as such below
-    if p.compute == "mixed_bfloat16":  # the same weights, computed in bfloat16
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        try:
-            extractor = feature_extractor(make_conv_base(size), weights_from=conv_base)
-        finally:
-            keras.mixed_precision.set_global_policy("float32")
-    else:
-        extractor = feature_extractor(conv_base)
+    feature_shape = list(conv_base.output_shape[1:])
     manifest = read_manifest(root / paths.MANIFEST)
+    rows = {split: manifest[manifest["split"] == split] for split in SPLITS}
+    views_path = root / paths.AUGMENTED_DIR / VIEWS_ARRAY
+    views_index = pd.read_csv(root / paths.AUGMENTED_DIR / VIEWS_INDEX)
+    counts = {**{split: len(r) for split, r in rows.items()}, AUGMENTED: len(views_index)}
     out_dir = root / paths.FEATURES_DIR
     remove_stale_staging(out_dir.parent)
-    shapes: dict[str, list[int]] = {}
-    index_parts = []
     with atomic_dir(out_dir) as staging:
-        for split in SPLITS:
-            rows = manifest[manifest["split"] == split]
-            shape = extract_to_file(
-                extractor,
-                (
-                    np.asarray(b)
-                    for b in make_dataset(
-                        [str(root / path) for path in rows["path"]], size, p.batch_size
-                    )
-                ),
-                len(rows),
-                staging / f"{split}.npy",
+        staging = staging.resolve()  # absolute: shards may run in other processes or machines
+        weights_path = staging / _WEIGHTS_FILE
+        conv_base.save_weights(weights_path)
+        del conv_base
+        shards_dir = staging / _SHARDS_DIR
+        shards_dir.mkdir()
+        jobs = [
+            ShardJob(
+                shard=shard,
+                out_path=str(shards_dir / shard.file_name),
+                weights_path=str(weights_path),
+                image_size=size,
+                batch_size=p.batch_size,
+                compute=p.compute,
                 dtype=p.dtype,
-                progress=progress_logger(f"features: {split}"),
+                seed=p.seed,
+                images=()
+                if shard.name == AUGMENTED
+                else tuple(
+                    str(root.resolve() / path)
+                    for path in rows[shard.name]["path"].iloc[shard.start : shard.stop]
+                ),
+                views_path=str(views_path.resolve()) if shard.name == AUGMENTED else "",
             )
-            np.save(staging / f"{split}_targets.npy", targets(rows["label"]))
-            shapes[split] = list(shape)
-            index_parts.append(rows[["path", "label"]].assign(set=split, view=-1))
-        views = np.load(root / paths.AUGMENTED_DIR / VIEWS_ARRAY, mmap_mode="r")
-        views_index = pd.read_csv(root / paths.AUGMENTED_DIR / VIEWS_INDEX)
-        shape = extract_to_file(
-            extractor,
-            view_batches(views, p.batch_size),
-            len(views),
-            staging / "train_aug.npy",
-            dtype=p.dtype,
-            progress=progress_logger("features: augmented views"),
-        )
-        del views
-        np.save(staging / "train_aug_targets.npy", targets(views_index["label"]))
-        shapes["train_aug"] = list(shape)
-        index_parts.append(views_index.assign(set="train_aug"))
+            for shard in plan_shards(counts, p.batch_size, p.shard_batches)
+        ]
+        logger.info("features: %d images in %d shards", sum(counts.values()), len(jobs))
+        try:
+            shard_paths = run_shards(jobs)
+        finally:
+            release_extractor()  # the local runner's extractor is not needed once the stage ends
+        parts: dict[str, list[Path]] = {name: [] for name in counts}
+        for job, path in zip(jobs, shard_paths, strict=True):  # in row order
+            parts[job.shard.name].append(Path(path))
+        shapes = {
+            name: list(
+                assemble_shards(
+                    parts[name], count, feature_shape, staging / f"{name}.npy", dtype=p.dtype
+                )
+            )
+            for name, count in counts.items()
+        }
+        shutil.rmtree(shards_dir)
+        index_parts = []
+        for split in SPLITS:
+            np.save(staging / f"{split}_targets.npy", targets(rows[split]["label"]))
+            index_parts.append(rows[split][["path", "label"]].assign(set=split, view=-1))
+        np.save(staging / f"{AUGMENTED}_targets.npy", targets(views_index["label"]))
+        index_parts.append(views_index.assign(set=AUGMENTED))
         pd.concat(index_parts, ignore_index=True)[["set", "path", "label", "view"]].to_csv(
             staging / "index.csv", index=False, lineterminator="\n"
         )
         meta = {
             "image_size": size,
             "dtype": p.dtype,
-            "feature_shape": list(extractor.output_shape[1:]),
+            "feature_shape": feature_shape,
             "shapes": shapes,
             "weights": {
                 "requested": weights.requested,
@@ -100,7 +245,8 @@ def features(params: Params, root: Path) -> StageResult:
         # The conv base exactly as used here: finetune starts from it, whatever the weights were.
         conv_base_path = root / paths.CONV_BASE_WEIGHTS
         with atomic_file(conv_base_path) as tmp:
-            conv_base.save_weights(tmp)
+            shutil.copyfile(weights_path, tmp)
+        weights_path.unlink()
     metrics = {f"{name}_images": float(shape[0]) for name, shape in shapes.items()}
     metrics["pretrained"] = float(weights.pretrained)
     return StageResult(
