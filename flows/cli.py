@@ -294,24 +294,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     from catdog.ingest import IngestError
     from catdog.params import ParamsError, load_params
     from catdog.weights import WeightsUnavailableError
+    from flows.health import TrackingServerError, require_tracking_server, tracking_lost_message
+    from flows.workspace import tracking_home
 
     try:
         load_params(workspace / args.params, args.overrides)  # fail fast, before any server
+        require_tracking_server(tracking_home(workspace))  # seconds, not minutes of retries
         _prepare_environment(workspace)
         started = time.perf_counter()
         if args.command == "stage":
+            from flows.runners import with_task_runner
             from flows.stages import STAGE_FLOWS
 
-            STAGE_FLOWS[args.name](str(workspace), args.params, list(args.overrides))
+            stage_flow = with_task_runner(STAGE_FLOWS[args.name], args.dask_address)
+            stage_flow(str(workspace), args.params, list(args.overrides))
         else:
             from flows.pipeline import pipeline_flow
+            from flows.runners import with_task_runner
 
-            fates = pipeline_flow(str(workspace), args.params, list(args.overrides), args.force)
+            run_flow = with_task_runner(pipeline_flow, args.dask_address)
+            fates = run_flow(str(workspace), args.params, list(args.overrides), args.force)
             ran = [name for name, fate in fates.items() if fate == "ran"]
             print(f"ran: {', '.join(ran) or 'nothing (all up to date)'}")
             print(_summary(workspace, time.perf_counter() - started))
-    except (ParamsError, WeightsUnavailableError, IngestError) as error:
+    except (ParamsError, WeightsUnavailableError, IngestError, TrackingServerError) as error:
         print(f"catdog: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        message = tracking_lost_message(error)
+        if not message:
+            raise
+        print(f"catdog: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -237,8 +237,16 @@ def stage_run(
             if weights:
                 mlflow.set_tag("weights", weights)
         except BaseException:
-            mlflow.set_tag("catdog.error", "stage failed; see the Prefect flow run log")
-            MlflowClient().set_terminated(execution.run_id, status="FAILED")
+            # Bookkeeping only: it must not replace the stage's own error, which is what the
+            # user needs to see, e.g. when the tracking server is gone and these calls fail too.
+            from flows.health import tracking_server_gone
+
+            with contextlib.suppress(Exception):
+                if not tracking_server_gone(mlflow.get_tracking_uri()):
+                    mlflow.set_tag("catdog.error", "stage failed; see the Prefect flow run log")
+                    MlflowClient().set_terminated(execution.run_id, status="FAILED")
+            with contextlib.suppress(Exception):  # here, so leaving the block does not retry it
+                mlflow.end_run("FAILED")
             raise
 
 

@@ -1,0 +1,151 @@
+"""Is the MLflow tracking server there? Fail fast at start, and say so clearly when it goes away.
+
+With ``MLFLOW_TRACKING_URI`` pointing at a server, ``catdog stage`` and ``catdog run`` ask its
+``/health`` endpoint before any work and stop within seconds if it does not answer (or, with
+``CATDOG_TRACKING_FALLBACK=local``, warn and log to the project's local store instead). MLflow's
+own HTTP client would retry a dead server for minutes; bounded defaults make a server that dies
+mid-run fail the stage within tens of seconds, and :func:`tracking_lost_message` turns the
+resulting error into one line that names the server and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+__all__ = [
+    "FALLBACK_VARIABLE",
+    "HTTP_DEFAULTS",
+    "TrackingServerError",
+    "apply_http_defaults",
+    "probe_tracking_server",
+    "require_tracking_server",
+    "tracking_lost_message",
+    "tracking_server_gone",
+]
+
+FALLBACK_VARIABLE = "CATDOG_TRACKING_FALLBACK"
+
+# MLflow's defaults (7 retries, back-off factor 2, 120 s timeout) keep a stage waiting for
+# minutes on a dead server. These bound one call to about 10 s of retries (urllib3 waits
+# 0, 2, 4 s plus up to 1 s of jitter each) while riding out a short hiccup. Anything set wins.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",  # seconds without a byte, not a whole upload
+}
+
+PROBE_TIMEOUT_S = 5.0
+
+
+class TrackingServerError(RuntimeError):
+    """The MLflow tracking server the run is pointed at does not answer."""
+
+
+def apply_http_defaults() -> None:
+    """Bound MLflow's HTTP retries and timeout, unless the user has set them."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def _server_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if it names an HTTP(S) server, else ''."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return uri if uri.startswith(("http://", "https://")) else ""
+
+
+def probe_tracking_server(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str:
+    """Why the server at ``uri`` does not answer its health check ('' when it does)."""
+    try:
+        response = httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout_s)
+    except httpx.TimeoutException:
+        return f"no answer within {timeout_s:.0f} s"
+    except httpx.HTTPError as error:
+        return str(error) or type(error).__name__
+    # A proxy in front of a dead server answers 502/503/504; anything else is a live server.
+    if response.status_code >= 500:
+        return f"HTTP {response.status_code} from {response.url}"
+    return ""
+
+
+def tracking_server_gone(uri: str) -> bool:
+    """True if ``uri`` names an HTTP(S) tracking server that does not answer a quick probe."""
+    return uri.startswith(("http://", "https://")) and bool(probe_tracking_server(uri, 2.0))
+
+
+def require_tracking_server(home: Path) -> None:
+    """Stop before any work if ``MLFLOW_TRACKING_URI`` names a server that does not answer.
+
+    With ``CATDOG_TRACKING_FALLBACK=local`` the run warns loudly on stderr and logs to the
+    project's local store (``<home>/mlflow.db``) instead.
+
+    Raises:
+        TrackingServerError: the server does not answer and no fallback was asked for.
+    """
+    apply_http_defaults()
+    uri = _server_uri()
+    if not uri:
+        return
+    reason = probe_tracking_server(uri)
+    if not reason:
+        return
+    fallback = os.environ.get(FALLBACK_VARIABLE, "").strip().lower()
+    if fallback == "local":
+        del os.environ["MLFLOW_TRACKING_URI"]
+        sys.stderr.write(
+            f"catdog: WARNING: MLflow tracking server {uri} is not answering ({reason}); "
+            f"{FALLBACK_VARIABLE}=local: this run logs to the local store "
+            f"sqlite:///{home / 'mlflow.db'} instead, not to the server.\n"
+        )
+        return
+    if fallback:
+        raise TrackingServerError(
+            f"{FALLBACK_VARIABLE}={fallback!r} is not understood; the only fallback is 'local'"
+        )
+    raise TrackingServerError(
+        f"MLflow tracking server {uri} is not answering ({reason}). Start it (`catdog serve` "
+        "in the project), or unset MLFLOW_TRACKING_URI to log to the project's local store, "
+        f"or set {FALLBACK_VARIABLE}=local to fall back to it when the server is down."
+    )
+
+
+def _is_transport_failure(error: BaseException) -> bool:
+    """MLflow's REST client wraps every failed request (refused, reset, timed out, 5xx after its
+    retries) in an ``MlflowException`` whose message starts with this."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(error, MlflowException) and str(error.message).startswith("API request to")
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def tracking_lost_message(error: BaseException) -> str:
+    """One line for a run that failed because the tracking server went away ('' otherwise)."""
+    uri = _server_uri()
+    if not uri:
+        return ""
+    failure = next((e for e in _chain(error) if _is_transport_failure(e)), None)
+    if failure is None:
+        return ""
+    text = str(failure)
+    if "Connection refused" in text or "Failed to establish" in text:
+        reason = "connection refused"
+    elif "timeout" in text.lower() or "timed out" in text.lower():
+        reason = "timed out"
+    else:
+        reason = text if len(text) <= 200 else text[:200] + "..."
+    return (
+        f"MLflow tracking server {uri} stopped answering during the run ({reason}); "
+        "the stage's outputs were not recorded as done. Restart the server (`catdog serve`) "
+        "and run the same command again."
+    )
