@@ -29,6 +29,7 @@ examples:
   catdog run -S classifier.epochs=5  with a changed parameter (params.yaml is left as it is)
   catdog predict photos/ --out p.csv  probability of dog for each image (fine-tuned model)
   catdog compare --out runs.md       the executions' test metrics and differing params
+  catdog lineage catdog@champion     the data, commit and params behind the champion model
   catdog ui                          browse and compare the runs in MLflow's UI
 """
 
@@ -122,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default="models/finetune.keras",
         metavar="REF",
-        help="a .keras file, or an MLflow runs:/ or models:/ URI (default: %(default)s)",
+        help="a .keras file, or an MLflow runs:/ or models:/ URI, e.g. models:/catdog@champion "
+        "(default: %(default)s)",
     )
     predict.add_argument("--out", type=Path, metavar="FILE", help="CSV file (default: stdout)")
     predict.add_argument("--threshold", type=float, default=0.5, help="default: %(default)s")
@@ -157,6 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="keep executions that used this param value, e.g. classifier.epochs=5",
     )
+
+    lineage = commands.add_parser(
+        "lineage",
+        help="which data, commit and params made a registered model version",
+        description="Print the lineage of a registered model version from MLflow: the run "
+        "that trained it, its git commit, the DVC hashes of its data (data/raw, manifest, "
+        "features...), the VGG16 weights, the Prefect flow run and the params.",
+    )
+    lineage.add_argument(
+        "reference",
+        metavar="MODEL",
+        help="NAME@ALIAS (e.g. catdog@champion), NAME/VERSION (e.g. catdog-scratch/2), or NAME",
+    )
+    lineage.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     ui = commands.add_parser("ui", help="open MLflow's UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
@@ -262,6 +278,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.filter,
             wanted,
         )
+    if args.command == "lineage":
+        from flows.lineage import run_lineage
+        from flows.tracking import tracking_uri
+        from flows.workspace import tracking_home
+
+        try:
+            sys.stdout.write(
+                run_lineage(tracking_uri(tracking_home(workspace)), args.reference, args.json)
+            )
+        except ValueError as error:
+            print(f"catdog: error: {error}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "serve":
         from flows.serve import serve
         from flows.workspace import tracking_home

@@ -10,12 +10,12 @@ import keras
 
 from catdog import paths
 
-__all__ = ["DEFAULT_MODEL", "load_model_reference", "run_predict"]
+__all__ = ["DEFAULT_MODEL", "images_model", "load_model_reference", "run_predict"]
 
 DEFAULT_MODEL = paths.model_path("finetune")
 
 
-def _images_in(model: keras.Model, workspace: Path) -> keras.Model:
+def images_model(model: keras.Model, workspace: Path) -> keras.Model:
     """The model itself if it takes images; the dense head composed with its conv base if not."""
     if model.input_shape[-1] == 3:
         return model
@@ -42,7 +42,14 @@ def load_model_reference(reference: str, workspace: Path, tracking_home: Path) -
         from flows.tracking import tracking_uri
 
         mlflow.set_tracking_uri(tracking_uri(tracking_home))
-        model = mlflow.keras.load_model(reference)
+        flavors = mlflow.models.get_model_info(reference).flavors
+        if "keras" in flavors:
+            model = mlflow.keras.load_model(reference)
+        else:  # the served champion (flows/champion_model.py): its Keras model takes images
+            served = mlflow.pyfunc.load_model(reference).unwrap_python_model()
+            if not isinstance(getattr(served, "model", None), keras.Model):
+                raise ValueError(f"--model {reference}: not a catdog model (flavors: {flavors})")
+            model = served.model
     else:
         path = Path(reference)
         path = path if path.is_absolute() else workspace / path
@@ -52,7 +59,7 @@ def load_model_reference(reference: str, workspace: Path, tracking_home: Path) -
                 ".keras file or an MLflow runs:/ or models:/ URI"
             )
         model = keras.saving.load_model(path, safe_mode=True)
-    return _images_in(model, workspace)
+    return images_model(model, workspace)
 
 
 def run_predict(

@@ -9,17 +9,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from mlflow.tracking import MlflowClient
 from prefect import flow
 
 from catdog import pipeline
 from catdog.params import Params, load_params
+from flows.registry import promote_champion
 from flows.tracking import (
     Execution,
     epoch_logger,
     finish_execution,
     log_stage_result,
     open_execution,
+    read_model_results,
+    record_lineage,
     stage_run,
 )
 from flows.workspace import tracking_home
@@ -57,7 +61,13 @@ def run_stage(name: str, params: Params, root: Path, execution: Execution) -> St
         if name in pipeline.MODELS:
             kwargs["on_epoch_end"] = epoch_logger(run.info.run_id)
         result = task(params, root, **kwargs)
+        record_lineage(name, root)
         log_stage_result(result, params_slice(params, s))
+        if name == "evaluate":
+            champion = promote_champion(root, read_model_results(root), params.evaluate.threshold)
+            mlflow.set_tags(champion)
+            for key, value in champion.items():  # the parent run names its champion too
+                MlflowClient().set_tag(execution.run_id, key, value)
     for warning in result.warnings:
         run_logger().warning("%s: %s", name, warning)
     if result.warnings:  # loud on the parent run too: the whole execution is affected

@@ -14,6 +14,7 @@ import os
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -21,12 +22,25 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.data
 import numpy as np
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from catdog import pipeline
 from catdog.io import write_json
-from catdog.paths import FEATURES_META, RAW_DIR
+from catdog.paths import (
+    AUGMENTED_DIR,
+    CONV_BASE_WEIGHTS,
+    FEATURES_DIR,
+    FEATURES_META,
+    MANIFEST,
+    METRICS,
+    MODELS,
+    RAW_DIR,
+    model_path,
+)
+from flows.registry import REGISTERED_NAMES, tag_version
 from flows.workspace import state_dir
 from tasks.common import StageResult, flat
 
@@ -37,8 +51,12 @@ __all__ = [
     "epoch_logger",
     "finish_execution",
     "git_commit",
+    "log_keras_model",
     "log_stage_result",
     "open_execution",
+    "pip_requirements",
+    "read_model_results",
+    "record_lineage",
     "stage_run",
     "tracking_uri",
 ]
@@ -133,6 +151,12 @@ def _dvc_hash(path: Path) -> str:
     return str(obj.hash_info.value)
 
 
+def read_model_results(root: Path) -> dict[str, dict[str, float]]:
+    """Each model's test metrics from ``reports/metrics.json`` (written by evaluate)."""
+    document = json.loads((root / METRICS).read_text())
+    return {name: document[name] for name in MODELS if name in document}
+
+
 def weights_used(root: Path) -> str:
     """The VGG16 weights the workspace's features were made with ('' before features ran)."""
     meta = root / FEATURES_META
@@ -159,6 +183,76 @@ def _ancestor_dvc_process() -> str:
     except Exception:
         return ""
     return ""
+
+
+# The data a stage's lineage names, as MLflow tags holding DVC's hash of each.
+LINEAGE_PATHS: dict[str, str] = {
+    RAW_DIR: "dvc.data_raw",
+    MANIFEST: "dvc.manifest",
+    AUGMENTED_DIR: "dvc.augmented",
+    FEATURES_DIR: "dvc.features",
+    CONV_BASE_WEIGHTS: "dvc.conv_base",
+}
+
+
+def lineage_tags(stage: str, root: Path) -> dict[str, str]:
+    """DVC hashes of what the stage read and made: ``dvc.data_raw`` (every stage), the manifest,
+    augmented views, features and conv base it depends on, and ``dvc.model`` for a model stage.
+
+    The hashes are DVC's own (md5, ``.dir`` for folders), so ``dvc.lock`` and the DVC cache can be
+    searched for them.
+    """
+    s = pipeline.stage(stage)
+    wanted = {RAW_DIR}
+    for dep in (*s.deps, *s.outs):
+        for path in LINEAGE_PATHS:
+            if dep == path or dep.startswith(f"{path}/"):
+                wanted.add(path)
+    cache = state_dir(root)
+    tags = {LINEAGE_PATHS[path]: dvc_hash(root / path, cache) for path in sorted(wanted)}
+    if stage in MODELS:
+        tags["dvc.model"] = dvc_hash(root / model_path(stage))
+    return tags
+
+
+def record_lineage(stage: str, root: Path) -> None:
+    """Tag the active run with its data's DVC hashes and weights; log its dataset input.
+
+    Called once the stage's task has finished, so ingest's ``data/raw`` and each model stage's
+    model are there to hash.
+    """
+    tags = lineage_tags(stage, root)
+    weights = weights_used(root)
+    if weights:
+        tags["weights"] = weights
+    mlflow.set_tags(tags)
+    log_dataset_input(stage, root)
+
+
+def log_dataset_input(stage: str, root: Path) -> None:
+    """Log the split manifest as the run's dataset input (``mlflow.log_input``), when it reads it.
+
+    The dataset's digest is the manifest's DVC hash; its context says which split the stage used.
+    """
+    s = pipeline.stage(stage)
+    manifest_path = root / MANIFEST
+    if MANIFEST not in s.deps or not manifest_path.is_file():
+        return
+    import pandas as pd
+
+    manifest = pd.read_csv(manifest_path)
+    context = "evaluation" if stage == "evaluate" else "training"
+    used = manifest[manifest["split"] == "test"] if stage == "evaluate" else manifest
+    with warnings.catch_warnings():  # MLflow's hints about local sources and integer columns
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(
+            used.reset_index(drop=True),
+            source=str(manifest_path),
+            targets="label",
+            name="catdog-manifest" if stage != "evaluate" else "catdog-test-split",
+            digest=dvc_hash(manifest_path)[:36],
+        )
+    mlflow.log_input(dataset, context=context)
 
 
 @dataclass(frozen=True)
@@ -231,11 +325,6 @@ def stage_run(
     ) as run:
         try:
             yield run
-            # after the stage: ingest creates data/raw, the others leave it as it was
-            mlflow.set_tag("dvc.data_raw", dvc_hash(root / RAW_DIR, state_dir(root)))
-            weights = weights_used(root)
-            if weights:
-                mlflow.set_tag("weights", weights)
         except BaseException:
             # Bookkeeping only: it must not replace the stage's own error, which is what the
             # user needs to see, e.g. when the tracking server is gone and these calls fail too.
@@ -264,8 +353,9 @@ def epoch_logger(run_id: str) -> Any:
     return log
 
 
-def _pip_requirements() -> list[str]:
-    names = ("keras", "tensorflow-cpu", "numpy")
+def pip_requirements() -> list[str]:
+    """Pinned requirements of a logged model (the serving environment needs the same)."""
+    names = ("keras", "tensorflow-cpu", "numpy", "pandas", "pillow")
     pins = []
     for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):
@@ -273,8 +363,29 @@ def _pip_requirements() -> list[str]:
     return pins
 
 
+def log_keras_model(path: Path, *, name: str, registered_model_name: str | None = None) -> Any:
+    """Log a ``.keras`` file as an MLflow Keras model of the active run (and register it)."""
+    import keras
+    from mlflow.models import infer_signature
+
+    model = keras.saving.load_model(path, safe_mode=True)
+    example = np.zeros((1, *model.input_shape[1:]), dtype="float32")
+    signature = infer_signature(example, np.zeros((1, 1), dtype="float32"))
+    return mlflow.keras.log_model(
+        model,
+        name=name,
+        signature=signature,
+        pip_requirements=pip_requirements(),
+        registered_model_name=registered_model_name,
+    )
+
+
 def log_stage_result(result: StageResult, params: Mapping[str, Any]) -> None:
-    """Log a stage's params, final metrics, tags, artifacts and model to the active run."""
+    """Log a stage's params, final metrics, tags, artifacts and model to the active run.
+
+    A model stage's model is registered (``catdog-<model>``) and its version tagged with the
+    run's lineage, so call :func:`record_lineage` first.
+    """
     mlflow.log_params({k: str(v) for k, v in flat(params).items()})
     if result.metrics:
         finite = {k: v for k, v in result.metrics.items() if np.isfinite(v)}
@@ -289,15 +400,8 @@ def log_stage_result(result: StageResult, params: Mapping[str, Any]) -> None:
             folder = "plots" if artifact.suffix == ".png" else "reports"
             mlflow.log_artifact(str(artifact), artifact_path=folder)
     if result.model_path is not None:
-        import keras
-        from mlflow.models import infer_signature
-
-        model = keras.saving.load_model(result.model_path, safe_mode=True)
-        example = np.zeros((1, *model.input_shape[1:]), dtype="float32")
-        signature = infer_signature(example, np.zeros((1, 1), dtype="float32"))
-        mlflow.keras.log_model(
-            model,
-            name="model",
-            signature=signature,
-            pip_requirements=_pip_requirements(),
-        )
+        registered = REGISTERED_NAMES.get(result.stage)
+        info = log_keras_model(result.model_path, name="model", registered_model_name=registered)
+        if registered:
+            run_tags = mlflow.get_run(mlflow.active_run().info.run_id).data.tags
+            tag_version(registered, str(info.registered_model_version), run_tags)
