@@ -146,22 +146,6 @@ def test_second_repro_is_up_to_date_and_classifier_change_reruns_only_downstream
     assert sorted(children) == ["classifier", "evaluate", "finetune"]
 
 
-def test_dvc_exp_run_with_a_classifier_param(repro_project):
-    project, env = repro_project
-    run(["git", "add", "-A"], project, env)
-    run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "repro"],
-        project,
-        env,
-    )
-    run([DVC, "exp", "run", "-S", "classifier.epochs=1", "-n", "one-epoch"], project, env)
-    shown = json.loads(run([DVC, "exp", "show", "--json"], project, env).stdout)
-    names = json.dumps(shown)
-    assert "one-epoch" in names
-    _, runs = mlflow_runs(project)
-    assert any(r.data.tags.get("dvc.exp_name") == "one-epoch" for r in runs)
-
-
 def test_catdog_run_matches_dvc_repro(repro_project, tmp_path, e2e_env):
     project, _ = repro_project
     other = make_project_copy(tmp_path / "catdog")

@@ -113,7 +113,7 @@ def _epochs_logged(client, stage: str) -> int:
 def test_server_killed_mid_stage_fails_clearly_then_rerun_completes(
     tmp_path, e2e_env, record_property
 ):
-    project = make_project_copy(tmp_path / "catdog", {"scratch.epochs": 15})
+    project = make_project_copy(tmp_path / "catdog", {"scratch.epochs": 8})
     store = tmp_path / "mlflow-server"
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
@@ -157,7 +157,7 @@ def test_server_killed_mid_stage_fails_clearly_then_rerun_completes(
         runs = client.search_runs([experiment.experiment_id], "tags.`catdog.stage` = 'scratch'")
         finished = [r for r in runs if r.info.status == "FINISHED"]
         assert len(finished) == 1, [r.info.status for r in runs]
-        assert len(client.get_metric_history(finished[0].info.run_id, "loss")) == 15
+        assert len(client.get_metric_history(finished[0].info.run_id, "loss")) == 8
         stages = {
             r.data.tags.get("catdog.stage")
             for r in client.search_runs([experiment.experiment_id])
