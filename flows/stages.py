@@ -84,6 +84,13 @@ def current_flow_run_id() -> str:
     return str(flow_run.id or "")
 
 
+def _trigger() -> str:
+    """What ran this stage, as the parent run's name says (DVC sets DVC_STAGE, DVC_EXP_NAME)."""
+    if os.environ.get("DVC_EXP_NAME"):
+        return "dvc exp run"
+    return "dvc repro" if os.environ.get("DVC_STAGE") else "catdog stage"
+
+
 def _make_stage_flow(name: str) -> Any:
     def stage_flow(
         root: str = ".", params_path: str = "params.yaml", overrides: Sequence[str] = ()
@@ -94,8 +101,7 @@ def _make_stage_flow(name: str) -> Any:
             tracking_home(workspace),
             workspace,
             params.mlflow.experiment,
-            # DVC sets DVC_STAGE for the commands it runs
-            trigger="dvc repro" if os.environ.get("DVC_STAGE") else "catdog stage",
+            trigger=_trigger(),
         )
         result = run_stage(name, params, workspace, execution)
         finish_execution(execution)

@@ -180,6 +180,10 @@ def test_servers_pipeline_twice_registry_lineage_and_served_champion(tmp_path):
         }
         assert sorted(in_experiment) == ["evaluate", "scratch"]
         assert in_experiment["scratch"].data.params["scratch.epochs"] == "2"
+        assert sorted(p.data.tags["catdog.trigger"] for p in parents) == [
+            "dvc exp run",
+            "dvc repro",
+        ]
 
         # Lineage on every child run: commit, DVC hashes of its inputs, weights, Prefect flow run.
         head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
