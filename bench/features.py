@@ -43,7 +43,7 @@ def stage_path(files: list[str], size: int, out: Path) -> float:
 
     from catdog.features import extract_to_file, feature_extractor
     from catdog.images import make_dataset
-    from catdog.models import make_conv_base
+    from catdog.vgg16 import make_conv_base
 
     keras.utils.set_random_seed(0)
     extractor = feature_extractor(make_conv_base(size))
@@ -66,8 +66,8 @@ def sharded_path(files: list[str], size: int, scratch: Path, shard_batches: int)
     from prefect.logging.handlers import APILogWorker
 
     from catdog.features import Shard, assemble_shards, plan_shards
-    from catdog.models import make_conv_base
-    from flows.runners import local_task_runner
+    from catdog.vgg16 import make_conv_base
+    from servers.dask import local_task_runner
     from tasks.features import ShardJob, run_shards
 
     keras.utils.set_random_seed(0)
@@ -176,7 +176,7 @@ def main() -> None:
         stage_s = stage_path(small, args.size, Path(scratch) / "features.npy")
     sharded_s = {}
     with tempfile.TemporaryDirectory() as state:
-        from flows.prefect_server import ensure_prefect_api, stop_prefect_server
+        from servers.prefect import ensure_prefect_api, stop_prefect_server
 
         os.environ["PREFECT_HOME"] = str(Path(state) / "home")  # before Prefect is imported
         os.environ["PREFECT_API_URL"] = ensure_prefect_api(Path(state), hold=False)

@@ -37,15 +37,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from prepare_gpu_data import load_npz  # noqa: E402
 
+from catdog.augmentation import make_augmentation  # noqa: E402
+from catdog.convnets import make_scratch_model  # noqa: E402
 from catdog.features import feature_extractor  # noqa: E402
-from catdog.models import (  # noqa: E402
-    make_augmentation,
-    make_conv_base,
-    make_dense_head,
-    make_finetune_model,
-    make_scratch_model,
-)
-from catdog.training import seed_everything, train  # noqa: E402
+from catdog.seeding import seed_everything  # noqa: E402
+from catdog.training import train  # noqa: E402
+from catdog.vgg16 import make_conv_base, make_dense_head, make_finetune_model  # noqa: E402
 
 IMAGE_SIZE = 180
 SEED = 42

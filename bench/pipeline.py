@@ -30,7 +30,7 @@ from tests.conftest import make_project_copy, project_env  # noqa: E402
 def plain(project: Path, overrides: list[str]) -> dict[str, float]:
     """Each stage's task function, in this process."""
     from catdog.params import load_params
-    from catdog.pipeline import STAGE_NAMES
+    from catdog.stage_table import STAGE_NAMES
 
     params = load_params(project / "params.yaml", overrides)
     times = {}
@@ -52,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-S", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    from flows.prefect_server import ensure_prefect_api, stop_prefect_server
+    from servers.prefect import ensure_prefect_api, stop_prefect_server
 
     params = dict(o.split("=", 1) for o in args.overrides)
     with tempfile.TemporaryDirectory(prefix="catdog-bench-pipeline-") as scratch:

@@ -13,13 +13,11 @@ import keras
 import numpy as np
 import pandas as pd
 
+from catdog.augmentation import make_augmentation
 from catdog.images import make_dataset
-from catdog.models import make_augmentation
+from catdog.vocabulary import VIEWS_ARRAY, VIEWS_INDEX
 
-__all__ = ["VIEWS_ARRAY", "VIEWS_INDEX", "materialise_views"]
-
-VIEWS_ARRAY = "views.npy"
-VIEWS_INDEX = "views.csv"
+__all__ = ["materialise_views"]
 
 
 def materialise_views(

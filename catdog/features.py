@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from catdog.models import make_conv_base, make_vgg16_preprocess
+from catdog.vgg16 import make_conv_base, make_vgg16_preprocess
 
 __all__ = [
     "Shard",
@@ -27,7 +27,6 @@ __all__ = [
     "extract_to_file",
     "extractor_from_weights",
     "feature_extractor",
-    "load_features",
     "plan_shards",
     "view_batches",
 ]
@@ -202,10 +201,3 @@ def extract_to_file(
         count / elapsed if elapsed else float("nan"),
     )
     return shape
-
-
-def load_features(folder: Path, name: str, *, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Features and float32 targets of one set (``train``, ``train_aug``, ``validation``...)."""
-    features = np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None)
-    targets = np.load(folder / f"{name}_targets.npy")
-    return features, targets

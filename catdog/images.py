@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["LABEL_INDEX", "decode_resize", "make_dataset", "read_images", "targets"]
+from catdog.vocabulary import LABEL_INDEX
 
-LABEL_INDEX: dict[str, int] = {"cat": 0, "dog": 1}
+__all__ = ["decode_resize", "make_dataset", "read_images", "targets"]
 
 
 def targets(labels: Sequence[str]) -> np.ndarray:

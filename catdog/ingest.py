@@ -14,18 +14,20 @@ import logging
 import os
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from catdog.sources import LABELS, PreparedSource, label_files, label_for, output_stems
+from catdog.errors import IngestError
+from catdog.sources import PreparedSource, label_files, label_for, output_stems
+from catdog.vocabulary import IMAGE_SUFFIXES, LABELS, OS_DEBRIS, OS_DEBRIS_FOLDERS
 
 __all__ = [
-    "LABELS",
     "DecodedImage",
     "FileResult",
     "IngestError",
@@ -33,17 +35,11 @@ __all__ = [
     "check_image",
     "ingest_folder",
     "ingest_source",
+    "issues_markdown",
 ]
 
-_OS_DEBRIS = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"}
-_OS_DEBRIS_FOLDERS = {"__macosx"}
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 log = logging.getLogger(__name__)
-
-
-class IngestError(RuntimeError):
-    """The source cannot give a usable data set (missing folder, class empty or too small)."""
 
 
 @dataclass(frozen=True)
@@ -143,13 +139,13 @@ def check_image(data: bytes, *, max_pixels: int) -> DecodedImage | str:
 
 def _skip_reason(relative: Path) -> str:
     name = relative.name
-    if any(part.lower() in _OS_DEBRIS_FOLDERS for part in relative.parts[:-1]):
+    if any(part.lower() in OS_DEBRIS_FOLDERS for part in relative.parts[:-1]):
         return "operating-system file"
     if any(part.startswith(".") for part in relative.parts):
         return "hidden file"
-    if name.lower() in _OS_DEBRIS:
+    if name.lower() in OS_DEBRIS:
         return "operating-system file"
-    if relative.suffix.lower() not in _IMAGE_SUFFIXES:
+    if relative.suffix.lower() not in IMAGE_SUFFIXES:
         return f"not an image file name (suffix {relative.suffix or 'none'!r})"
     if label_for(relative) is None:
         return (
@@ -269,3 +265,25 @@ def ingest_folder(source: Path, out_dir: Path, **options: Any) -> IngestReport:
     if not source.is_dir():
         raise IngestError(f"data.source: {source} is not a folder")
     return ingest_source(prepare_source(source, source), out_dir, **options)
+
+
+def issues_markdown(report: Mapping[str, Any]) -> str:
+    """The ingest report for people: counts, then each rejected or skipped file and why."""
+    counts = report["counts"]
+    per_class = ", ".join(f"{k} {v}" for k, v in counts["per_class"].items())
+    lines = [
+        f"# Ingest of {report['source']} (layout: {report.get('layout', 'n/a')})",
+        "",
+        f"accepted {counts['accepted']} ({per_class}), rejected {counts['rejected']}, "
+        f"skipped {counts['skipped']}",
+        "",
+    ]
+    rows = [
+        {"status": status, "path": row["path"], "reason": row["reason"]}
+        for status in ("rejected", "skipped")
+        for row in report[status]
+    ]
+    if rows:
+        frame = pd.DataFrame(rows).set_index("status")
+        lines.append(frame.to_markdown() + "\n")
+    return "\n".join(lines) + "\n"

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from catdog.errors import ParamsError
+
 __all__ = [
     "Params",
     "ParamsError",
@@ -24,10 +26,6 @@ __all__ = [
     "load_params",
     "parse_params",
 ]
-
-
-class ParamsError(ValueError):
-    """Raised when a params file or an override is invalid; the message names the key."""
 
 
 class _Section(BaseModel):

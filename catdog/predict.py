@@ -8,6 +8,7 @@ the ingest stores it, so the model sees the pixels it would have seen in trainin
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,12 +17,14 @@ import keras
 import numpy as np
 import pandas as pd
 
+from catdog import vocabulary as vocab
+from catdog.features import feature_extractor
 from catdog.images import make_dataset
 from catdog.ingest import check_image
+from catdog.vgg16 import make_conv_base
+from catdog.vocabulary import IMAGE_SUFFIXES
 
-__all__ = ["IMAGE_SUFFIXES", "collect_images", "predict_images"]
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+__all__ = ["collect_images", "images_model", "predict_images"]
 
 
 def collect_images(inputs: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -102,3 +105,19 @@ def predict_images(
         }
     )
     return frame, problems
+
+
+def images_model(model: keras.Model, workspace: Path) -> keras.Model:
+    """The model itself if it takes images; the dense head composed with its conv base if not."""
+    if model.input_shape[-1] == 3:
+        return model
+    weights, meta = workspace / vocab.CONV_BASE_WEIGHTS, workspace / vocab.FEATURES_META
+    if not (weights.is_file() and meta.is_file()):
+        raise FileNotFoundError(
+            f"the model takes VGG16 features, and {weights} or {meta} (made by the features "
+            "stage) is missing: run `dvc repro features` or give --model finetune/scratch"
+        )
+    size = int(json.loads(meta.read_text())["image_size"])
+    extractor = feature_extractor(make_conv_base(size, weights))
+    image = keras.Input(shape=extractor.input_shape[1:], name="image")
+    return keras.Model(image, model(extractor(image)), name="classifier_on_images")

@@ -1,14 +1,13 @@
-"""Human-readable summaries: the model comparison table as Markdown."""
+"""The model comparison table, with the book's figures beside ours, and Markdown tables."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import pandas as pd
 
-__all__ = ["BOOK_TEST_ACCURACY", "comparison_table", "issues_markdown", "to_markdown"]
+__all__ = ["BOOK_TEST_ACCURACY", "comparison_table", "to_markdown"]
 
 # Chapter 8's test accuracies on Kaggle's photos (2,000 training images at 180x180).
 BOOK_TEST_ACCURACY: dict[str, float] = {"scratch": 0.835, "classifier": 0.975, "finetune": 0.985}
@@ -27,40 +26,6 @@ def comparison_table(
 
 
 def to_markdown(frame: pd.DataFrame, digits: int = 3) -> str:
-    """Render a frame as a GitHub Markdown table (no optional dependency needed)."""
-
-    def cell(value: object) -> str:
-        if isinstance(value, float):
-            return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
-        return str(value)
-
-    header = [frame.index.name or "", *map(str, frame.columns)]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-    ]
-    for index, row in frame.iterrows():
-        lines.append("| " + " | ".join([str(index), *(cell(v) for v in row)]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def issues_markdown(report: Mapping[str, Any]) -> str:
-    """The ingest report for people: counts, then each rejected or skipped file and why."""
-    counts = report["counts"]
-    per_class = ", ".join(f"{k} {v}" for k, v in counts["per_class"].items())
-    lines = [
-        f"# Ingest of {report['source']} (layout: {report.get('layout', 'n/a')})",
-        "",
-        f"accepted {counts['accepted']} ({per_class}), rejected {counts['rejected']}, "
-        f"skipped {counts['skipped']}",
-        "",
-    ]
-    rows = [
-        {"status": status, "path": row["path"], "reason": row["reason"]}
-        for status in ("rejected", "skipped")
-        for row in report[status]
-    ]
-    if rows:
-        frame = pd.DataFrame(rows).set_index("status")
-        lines.append(to_markdown(frame))
-    return "\n".join(lines) + "\n"
+    """A frame as a GitHub Markdown table: floats to ``digits`` places, missing values as n/a."""
+    cells = frame.astype(object).where(frame.notna(), None)  # NaN is missing, not "nan"
+    return cells.to_markdown(floatfmt=f".{digits}f", missingval="n/a") + "\n"

@@ -38,8 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from catdog.errors import SourceError
+from catdog.vocabulary import IMAGE_SUFFIXES, OS_DEBRIS, OS_DEBRIS_FOLDERS
+
 __all__ = [
-    "LABELS",
     "LAYOUTS",
     "PreparedSource",
     "SourceError",
@@ -51,7 +53,6 @@ __all__ = [
     "prepare_source",
 ]
 
-LABELS: tuple[str, ...] = ("cat", "dog")
 LAYOUTS: tuple[str, ...] = ("flat", "class_folders", "nested_class_folders", "mixed", "unlabelled")
 
 MiB = 1024 * 1024
@@ -63,9 +64,6 @@ DEFAULT_MAX_MEMBERS = 1_000_000
 
 _FLAT_NAME = re.compile(r"^(cat|dog)[._-]", re.IGNORECASE)
 _CLASS_FOLDERS = {"cat": "cat", "cats": "cat", "dog": "dog", "dogs": "dog"}
-_OS_DEBRIS = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"}
-_OS_DEBRIS_FOLDERS = {"__macosx"}
-_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _ZIP_SUFFIXES = frozenset({".zip"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ENCRYPTED_FLAGS = 0x1 | 0x40  # traditional PKWARE encryption, strong encryption
@@ -76,10 +74,6 @@ _WHAT_TO_GIVE = (
 )
 
 log = logging.getLogger(__name__)
-
-
-class SourceError(ValueError):
-    """The source cannot be used (missing, not a folder or a zip, corrupt archive)."""
 
 
 @dataclass(frozen=True)
@@ -474,13 +468,13 @@ def label_files(root: Path) -> list[tuple[Path, str | None]]:
     return [(relative, label_for(relative)) for relative in sorted(found)]
 
 
-def _is_candidate(relative: Path, suffixes: frozenset[str] = _IMAGE_SUFFIXES) -> bool:
+def _is_candidate(relative: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> bool:
     """Whether a file may hold data: not hidden, not OS debris, with one of ``suffixes``."""
     parts = [part.lower() for part in relative.parts]
     return (
         not any(part.startswith(".") for part in parts)
-        and not any(part in _OS_DEBRIS_FOLDERS for part in parts[:-1])
-        and parts[-1] not in _OS_DEBRIS
+        and not any(part in OS_DEBRIS_FOLDERS for part in parts[:-1])
+        and parts[-1] not in OS_DEBRIS
         and relative.suffix.lower() in suffixes
     )
 

@@ -19,21 +19,11 @@ import pandas as pd
 from PIL import Image
 
 from catdog.dedupe import group_near_duplicates, perceptual_hash
-from catdog.ingest import LABELS
+from catdog.manifest import EXTRA_COLUMNS, MANIFEST_COLUMNS
+from catdog.vocabulary import LABELS, SPLITS
 
-__all__ = [
-    "EXTRA_COLUMNS",
-    "MANIFEST_COLUMNS",
-    "SCAN_COLUMNS",
-    "SPLITS",
-    "build_manifest",
-    "read_manifest",
-    "scan_images",
-]
+__all__ = ["SCAN_COLUMNS", "build_manifest", "scan_images"]
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
-MANIFEST_COLUMNS: tuple[str, ...] = ("path", "label", "split", "sha256")
-EXTRA_COLUMNS: tuple[str, ...] = ("group", "phash")  # written after MANIFEST_COLUMNS
 SCAN_COLUMNS: tuple[str, ...] = ("path", "label", "sha256", "phash", "group")
 
 
@@ -346,19 +336,3 @@ def build_manifest(
     manifest = manifest.sort_values(["split", "label", "path"]).reset_index(drop=True)
     manifest["split"] = manifest["split"].astype(str)
     return manifest[columns], dropped
-
-
-def read_manifest(path: Path) -> pd.DataFrame:
-    """Read a manifest written by the split stage and check its columns and splits.
-
-    Manifests with or without the ``group`` and ``phash`` columns are accepted; every column
-    is read as text.
-    """
-    manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = set(MANIFEST_COLUMNS) - set(manifest.columns)
-    if missing:
-        raise ValueError(f"{path}: not a split manifest, missing columns {sorted(missing)}")
-    unknown = set(manifest["split"]) - set(SPLITS)
-    if unknown:
-        raise ValueError(f"{path}: unknown split names {sorted(unknown)}")
-    return manifest

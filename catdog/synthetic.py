@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-__all__ = ["LABELS", "draw_animal", "generate_synthetic"]
+from catdog.vocabulary import LABELS
 
-LABELS: tuple[str, ...] = ("cat", "dog")
+__all__ = ["draw_animal", "generate_synthetic"]
 """The two class labels, in the order of their numeric ids (cat=0, dog=1)."""
 
 _SUPERSAMPLE = 2

@@ -15,20 +15,10 @@ __all__ = [
     "KeepBestWeights",
     "TrainResult",
     "history_frame",
-    "seed_everything",
     "train",
 ]
 
 EpochCallback = Callable[[int, Mapping[str, float]], None]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic kernels."""
-    keras.utils.set_random_seed(seed)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
 
 
 class KeepBestWeights(keras.callbacks.Callback):

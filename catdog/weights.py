@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from catdog.errors import WeightsUnavailableError
 from catdog.io import atomic_file
 
 __all__ = [
@@ -33,10 +34,6 @@ UNTRAINED_WARNING = (
     "little; expect near-chance accuracy on real photos. Put {file} at {path} or set "
     "features.weights to a weights file to fix this."
 )
-
-
-class WeightsUnavailableError(RuntimeError):
-    """An explicit weights request (``imagenet`` or a path) cannot be met."""
 
 
 @dataclass(frozen=True)

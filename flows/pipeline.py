@@ -15,16 +15,16 @@ from typing import Any
 
 from prefect import flow
 
-from catdog import pipeline
+from catdog import stage_table as pipeline
 from catdog.io import write_json
 from catdog.params import Params, load_params
 from catdog.weights import resolve_weights
-from flows.runners import local_task_runner
 from flows.stages import current_flow_run_id, params_slice, run_stage
-from flows.tracking import finish_execution, open_execution
-from flows.workspace import state_dir, tracking_home
+from servers.dask import local_task_runner
 from tasks.common import run_logger
 from tasks.ingest import source_path
+from tracking.runs import finish_execution, open_execution
+from workspace.paths import state_dir, tracking_home
 
 __all__ = ["is_up_to_date", "pipeline_flow", "stage_fingerprint"]
 
@@ -75,7 +75,7 @@ def _write_stamp(name: str, params: Params, workspace: Path) -> None:
     name="catdog-pipeline",
     log_prints=True,
     validate_parameters=False,
-    task_runner=local_task_runner(),  # a Dask cluster instead: flows.runners
+    task_runner=local_task_runner(),  # a Dask cluster instead: servers.dask
 )
 def pipeline_flow(
     root: str = ".",

@@ -13,21 +13,22 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from prefect import flow
 
-from catdog import pipeline
+from catdog import stage_table as pipeline
 from catdog.params import Params, load_params
-from flows.registry import promote_champion
-from flows.tracking import (
+from catdog.results import StageResult
+from tasks.common import run_logger
+from tracking.lineage import record_lineage
+from tracking.registry import promote_champion
+from tracking.runs import (
     Execution,
     epoch_logger,
     finish_execution,
     log_stage_result,
     open_execution,
     read_model_results,
-    record_lineage,
     stage_run,
 )
-from flows.workspace import tracking_home
-from tasks.common import StageResult, run_logger
+from workspace.paths import tracking_home
 
 __all__ = ["STAGE_FLOWS", "current_flow_run_id", "params_slice", "run_stage", "stage_task"]
 
@@ -109,7 +110,7 @@ def _make_stage_flow(name: str) -> Any:
 
     stage_flow.__name__ = f"{name}_flow"
     stage_flow.__doc__ = f"The {name} stage: {pipeline.stage(name).description}"
-    from flows.runners import local_task_runner  # a Dask cluster instead: flows.runners
+    from servers.dask import local_task_runner  # a Dask cluster instead: servers.dask
 
     return flow(
         name=f"catdog-{name}",

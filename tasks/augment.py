@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from prefect import task
 
-from catdog import paths
-from catdog.augment import VIEWS_ARRAY, materialise_views
-from catdog.evaluation import plot_image_grid
+from catdog import vocabulary as vocab
+from catdog.augment import materialise_views
 from catdog.images import read_images
 from catdog.io import atomic_dir, remove_stale_staging
-from catdog.params import Params
-from catdog.split import read_manifest
-from tasks.common import TASK_OPTIONS, StageResult, progress_logger
+from catdog.manifest import read_manifest, split_rows
+from catdog.plots.grid import plot_image_grid
+from catdog.results import StageResult
+from catdog.vocabulary import VIEWS_ARRAY
+from tasks.common import TASK_OPTIONS, progress_logger
+
+if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
+    from catdog.params import Params
 
 
 def _write_preview(
@@ -37,7 +42,7 @@ def _write_preview(
             titles.append(f"view {view + 1}")
     return plot_image_grid(
         np.stack(tiles),
-        root / paths.AUGMENT_PREVIEW,
+        root / vocab.AUGMENT_PREVIEW,
         titles=titles,
         ncols=per_image + 1,
         title="Augmented views",
@@ -48,9 +53,9 @@ def _write_preview(
 def augment(params: Params, root: Path) -> StageResult:
     """Materialise the augmented views of the training split as data/augmented."""
     p = params.augment
-    manifest = read_manifest(root / paths.MANIFEST)
-    train = manifest[manifest["split"] == "train"]
-    out_dir = root / paths.AUGMENTED_DIR
+    manifest = read_manifest(root / vocab.MANIFEST)
+    train = split_rows(manifest, "train")
+    out_dir = root / vocab.AUGMENTED_DIR
     remove_stale_staging(out_dir.parent)
     with atomic_dir(out_dir) as staging:
         index = materialise_views(

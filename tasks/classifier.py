@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prefect import task
 
-from catdog import paths
-from catdog.features import load_features
-from catdog.models import (
-    make_conv_base,
-    make_dense_head,
-    make_finetune_model,
-)
-from catdog.params import Params
-from catdog.training import EpochCallback, TrainResult, seed_everything, train
-from tasks.common import TASK_OPTIONS, StageResult
+from catdog import vocabulary as vocab
+from catdog.feature_store import load_features
+from catdog.results import StageResult
+from catdog.seeding import seed_everything
+from catdog.training import EpochCallback, TrainResult, train
+from catdog.vgg16 import make_conv_base, make_dense_head, make_finetune_model
+from tasks.common import TASK_OPTIONS
 from tasks.image_training import book_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
+
+if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
+    from catdog.params import Params
 
 
 @task(name="classifier", **TASK_OPTIONS)
@@ -28,7 +29,7 @@ def classifier(
 ) -> StageResult:
     """Train the dense head (on features, or in-model on images); keep the best epoch."""
     p = params.classifier
-    folder = root / paths.FEATURES_DIR
+    folder = root / vocab.FEATURES_DIR
     seed_everything(p.seed)
     if p.mode == "in_model":
         result = _train_in_model(params, root, on_epoch_end)
@@ -57,7 +58,7 @@ def classifier(
 def _train_in_model(params: Params, root: Path, on_epoch_end: EpochCallback | None) -> TrainResult:
     """The book's variant: frozen conv base inside the model, augmentation at every epoch."""
     p, size, aug = params.classifier, params.data.image_size, params.augment
-    conv_base = make_conv_base(size, root / paths.CONV_BASE_WEIGHTS)
+    conv_base = make_conv_base(size, root / vocab.CONV_BASE_WEIGHTS)
     head = make_dense_head(conv_base.output_shape[1:], units=p.units, dropout=p.dropout)
     model = make_finetune_model(
         conv_base, head, book_augmentation(aug, p.seed), image_size=size, unfreeze=0

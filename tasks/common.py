@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-__all__ = ["TASK_OPTIONS", "StageResult", "progress_logger", "run_logger"]
-
-
-@dataclass
-class StageResult:
-    """What a stage produced, for the flow to record (MLflow) and report."""
-
-    stage: str
-    outputs: list[Path]
-    metrics: dict[str, float] = field(default_factory=dict)
-    history: dict[str, list[float]] | None = None
-    artifacts: list[Path] = field(default_factory=list)
-    model_path: Path | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+__all__ = ["TASK_OPTIONS", "progress_logger", "run_logger"]
 
 
 def _retry_only_io(task: Any, task_run: Any, state: Any) -> bool:
@@ -71,15 +55,3 @@ def progress_logger(what: str, *, every: float = 0.1) -> Callable[[int, int], No
             state["next"] = fraction + every
 
     return report
-
-
-def flat(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested mappings into dotted keys."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flat(value, f"{name}."))
-        else:
-            out[name] = value
-    return out

@@ -4,44 +4,41 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from prefect import task
 
-from catdog import paths
-from catdog.evaluation import (
-    calibration_curve,
-    compute_metrics,
-    confusion_matrix,
-    plot_calibration,
-    plot_confusion_matrix,
-    plot_image_grid,
-    plot_roc_curves,
-    roc_curve,
-)
-from catdog.features import load_features
+from catdog import vocabulary as vocab
+from catdog.feature_store import load_features
 from catdog.images import make_dataset, read_images
 from catdog.io import atomic_dir, remove_stale_staging, write_json, write_text
+from catdog.manifest import read_manifest, split_rows
+from catdog.metrics import calibration_curve, compute_metrics, confusion_matrix, roc_curve
 from catdog.models import load_model
-from catdog.params import Params
+from catdog.plots.evaluation import plot_calibration, plot_confusion_matrix, plot_roc_curves
+from catdog.plots.grid import plot_image_grid
 from catdog.report import comparison_table, to_markdown
-from catdog.split import read_manifest
-from tasks.common import TASK_OPTIONS, StageResult, run_logger
+from catdog.results import StageResult
+from tasks.common import TASK_OPTIONS, run_logger
+
+if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
+    from catdog.params import Params
 
 _NAMES = np.array(["cat", "dog"])
 
 
 def predict_test_set(params: Params, root: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The test split and each model's probability of dog for it, in manifest order."""
-    manifest = read_manifest(root / paths.MANIFEST)
-    test = manifest[manifest["split"] == "test"].reset_index(drop=True)
+    manifest = read_manifest(root / vocab.MANIFEST)
+    test = split_rows(manifest, "test")
     size, batch = params.data.image_size, params.evaluate.batch_size
     images = make_dataset([str(root / p) for p in test["path"]], size, batch)
-    features, _ = load_features(root / paths.FEATURES_DIR, "test")
+    features, _ = load_features(root / vocab.FEATURES_DIR, "test")
     probabilities = {}
-    for name in paths.MODELS:
-        model = load_model(root / paths.model_path(name))
+    for name in vocab.MODELS:
+        model = load_model(root / vocab.model_path(name))
         takes_images = model.input_shape[-1] == 3  # classifier.mode=in_model takes images
         inputs = images if takes_images else np.asarray(features, dtype="float32")
         probabilities[name] = np.asarray(model.predict(inputs, verbose=0)).reshape(-1)
@@ -83,15 +80,15 @@ def evaluate(params: Params, root: Path) -> StageResult:
     threshold = params.evaluate.threshold
     test, probabilities = predict_test_set(params, root)
     y_true = (test["label"] == "dog").to_numpy().astype(int)
-    meta = json.loads((root / paths.FEATURES_META).read_text())
+    meta = json.loads((root / vocab.FEATURES_META).read_text())
     results: dict[str, dict[str, float]] = {}
     rocs, calibrations = {}, {}
-    for folder in (paths.PREDICTIONS_DIR, paths.ROC_DIR, paths.EVALUATE_FIGURES):
+    for folder in (vocab.PREDICTIONS_DIR, vocab.ROC_DIR, vocab.EVALUATE_FIGURES):
         remove_stale_staging((root / folder).parent)
     with (
-        atomic_dir(root / paths.PREDICTIONS_DIR) as predictions_dir,
-        atomic_dir(root / paths.ROC_DIR) as roc_dir,
-        atomic_dir(root / paths.EVALUATE_FIGURES) as figures_dir,
+        atomic_dir(root / vocab.PREDICTIONS_DIR) as predictions_dir,
+        atomic_dir(root / vocab.ROC_DIR) as roc_dir,
+        atomic_dir(root / vocab.EVALUATE_FIGURES) as figures_dir,
     ):
         for name, prob in probabilities.items():
             y_pred = (prob >= threshold).astype(int)
@@ -127,7 +124,7 @@ def evaluate(params: Params, root: Path) -> StageResult:
         "weights": weights["label"],
         "pretrained": int(weights["pretrained"]),
     }
-    metrics_path = write_json(root / paths.METRICS, metrics_doc)
+    metrics_path = write_json(root / vocab.METRICS, metrics_doc)
     table = comparison_table(results)
     note = (
         ""
@@ -138,7 +135,7 @@ def evaluate(params: Params, root: Path) -> StageResult:
         )
     )
     comparison = write_text(
-        root / paths.COMPARISON,
+        root / vocab.COMPARISON,
         f"# Test-set comparison ({len(y_true)} images, VGG16 weights: {weights['label']})\n\n"
         + to_markdown(table)
         + note,
@@ -152,10 +149,10 @@ def evaluate(params: Params, root: Path) -> StageResult:
             values["roc_auc"],
         )
     flat_metrics = {f"{m}_{k}": v for m, values in results.items() for k, v in values.items()}
-    figures = sorted((root / paths.EVALUATE_FIGURES).glob("*.png"))
+    figures = sorted((root / vocab.EVALUATE_FIGURES).glob("*.png"))
     return StageResult(
         "evaluate",
-        [metrics_path, comparison, root / paths.PREDICTIONS_DIR, root / paths.ROC_DIR],
+        [metrics_path, comparison, root / vocab.PREDICTIONS_DIR, root / vocab.ROC_DIR],
         metrics=flat_metrics,
         artifacts=[metrics_path, comparison, *figures],
         tags={"weights": weights["label"]},

@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -25,8 +26,7 @@ from prefect import task
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 
-from catdog import paths
-from catdog.augment import VIEWS_ARRAY, VIEWS_INDEX
+from catdog import vocabulary as vocab
 from catdog.features import (
     Shard,
     assemble_shards,
@@ -37,12 +37,16 @@ from catdog.features import (
 )
 from catdog.images import make_dataset, targets
 from catdog.io import atomic_dir, atomic_file, remove_stale_staging, write_json
-from catdog.models import make_conv_base
-from catdog.params import Params
-from catdog.split import SPLITS, read_manifest
-from catdog.training import seed_everything
+from catdog.manifest import read_manifest, split_rows
+from catdog.results import StageResult
+from catdog.seeding import seed_everything
+from catdog.vgg16 import make_conv_base
+from catdog.vocabulary import SPLITS, VIEWS_ARRAY, VIEWS_INDEX
 from catdog.weights import resolve_weights
-from tasks.common import TASK_OPTIONS, StageResult, progress_logger, run_logger
+from tasks.common import TASK_OPTIONS, progress_logger, run_logger
+
+if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
+    from catdog.params import Params
 
 AUGMENTED = "train_aug"
 _SHARDS_DIR = ".shards"  # inside the staging folder; removed before it becomes the output
@@ -167,12 +171,12 @@ def features(params: Params, root: Path) -> StageResult:
     seed_everything(p.seed)
     conv_base = make_conv_base(size, weights.path)  # float32 variables, saved as such below
     feature_shape = list(conv_base.output_shape[1:])
-    manifest = read_manifest(root / paths.MANIFEST)
-    rows = {split: manifest[manifest["split"] == split] for split in SPLITS}
-    views_path = root / paths.AUGMENTED_DIR / VIEWS_ARRAY
-    views_index = pd.read_csv(root / paths.AUGMENTED_DIR / VIEWS_INDEX)
+    manifest = read_manifest(root / vocab.MANIFEST)
+    rows = {split: split_rows(manifest, split) for split in SPLITS}
+    views_path = root / vocab.AUGMENTED_DIR / VIEWS_ARRAY
+    views_index = pd.read_csv(root / vocab.AUGMENTED_DIR / VIEWS_INDEX)
     counts = {**{split: len(r) for split, r in rows.items()}, AUGMENTED: len(views_index)}
-    out_dir = root / paths.FEATURES_DIR
+    out_dir = root / vocab.FEATURES_DIR
     remove_stale_staging(out_dir.parent)
     with atomic_dir(out_dir) as staging:
         staging = staging.resolve()  # absolute: shards may run in other processes or machines
@@ -243,7 +247,7 @@ def features(params: Params, root: Path) -> StageResult:
         }
         write_json(staging / "meta.json", meta)
         # The conv base exactly as used here: finetune starts from it, whatever the weights were.
-        conv_base_path = root / paths.CONV_BASE_WEIGHTS
+        conv_base_path = root / vocab.CONV_BASE_WEIGHTS
         with atomic_file(conv_base_path) as tmp:
             shutil.copyfile(weights_path, tmp)
         weights_path.unlink()

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import task
 
-from catdog import paths
-from catdog.models import load_model, make_conv_base, make_finetune_model
-from catdog.params import Params
-from catdog.training import EpochCallback, seed_everything
-from tasks.common import TASK_OPTIONS, StageResult
+from catdog import vocabulary as vocab
+from catdog.models import load_model
+from catdog.results import StageResult
+from catdog.seeding import seed_everything
+from catdog.training import EpochCallback
+from catdog.vgg16 import make_conv_base, make_finetune_model
+from tasks.common import TASK_OPTIONS
 from tasks.image_training import book_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
+
+if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
+    from catdog.params import Params
 
 
 @task(name="finetune", **TASK_OPTIONS)
@@ -21,14 +27,14 @@ def finetune(params: Params, root: Path, on_epoch_end: EpochCallback | None = No
     """Fine-tune VGG16's top block with the trained head on augmented images."""
     p, size, aug = params.finetune, params.data.image_size, params.augment
     seed_everything(p.seed)
-    conv_base = make_conv_base(size, root / paths.CONV_BASE_WEIGHTS)
-    classifier = load_model(root / paths.model_path("classifier"))
+    conv_base = make_conv_base(size, root / vocab.CONV_BASE_WEIGHTS)
+    classifier = load_model(root / vocab.model_path("classifier"))
     # classifier.mode=in_model saves the whole image model: its head is the nested dense_head
     head = classifier if classifier.input_shape[-1] != 3 else classifier.get_layer("dense_head")
     augmentation = book_augmentation(aug, p.seed)
     model = make_finetune_model(conv_base, head, augmentation, image_size=size, unfreeze=p.unfreeze)
     result = train_on_images(model, root, size, p, on_epoch_end)
-    meta = json.loads((root / paths.FEATURES_META).read_text())
+    meta = json.loads((root / vocab.FEATURES_META).read_text())
     return save_training_outputs(
         "finetune", result, root, tags={"weights": meta["weights"]["label"]}
     )

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import tensorflow as tf
 
-from catdog import paths
+from catdog import vocabulary as vocab
+from catdog.augmentation import make_augmentation
 from catdog.images import make_dataset
-from catdog.models import make_augmentation
-from catdog.params import AugmentParams, TrainParams
-from catdog.split import read_manifest
+from catdog.manifest import read_manifest, split_rows
 from catdog.training import EpochCallback, TrainResult, train
+
+if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
+    from catdog.params import AugmentParams, TrainParams
 
 
 def image_datasets(
     root: Path, image_size: int, batch_size: int, seed: int
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Shuffled training batches and ordered validation batches of (images, targets)."""
-    manifest = read_manifest(root / paths.MANIFEST)
+    manifest = read_manifest(root / vocab.MANIFEST)
 
     def rows(split: str) -> tuple[list[str], list[str]]:
-        part = manifest[manifest["split"] == split]
+        part = split_rows(manifest, split)
         return [str(root / p) for p in part["path"]], list(part["label"])
 
     train_paths, train_labels = rows("train")

@@ -5,17 +5,20 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import task
 
-from catdog import paths
-from catdog.ingest import IngestError, ingest_source
+from catdog import vocabulary as vocab
+from catdog.ingest import IngestError, ingest_source, issues_markdown
 from catdog.io import atomic_dir, remove_stale_staging, write_json, write_text
-from catdog.params import Params
-from catdog.report import issues_markdown
+from catdog.results import StageResult
 from catdog.sources import PreparedSource, SourceError, prepare_source
 from catdog.synthetic import generate_synthetic
-from tasks.common import TASK_OPTIONS, StageResult, progress_logger, run_logger
+from tasks.common import TASK_OPTIONS, progress_logger, run_logger
+
+if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
+    from catdog.params import Params
 
 SYNTHETIC = "catdog/synthetic.py"
 
@@ -45,7 +48,7 @@ def _prepare(params: Params, root: Path, work_dir: Path) -> PreparedSource:
 def ingest(params: Params, root: Path) -> StageResult:
     """Check every image of data.source and write the accepted ones to data/raw."""
     logger = run_logger()
-    raw_dir, report_path = root / paths.RAW_DIR, root / paths.INGEST_REPORT
+    raw_dir, report_path = root / vocab.RAW_DIR, root / vocab.INGEST_REPORT
     raw_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(raw_dir.parent)  # leftovers of a killed run are never trusted
     # Extraction (or generation) happens beside data/raw under a staging name, so a killed
@@ -67,7 +70,7 @@ def ingest(params: Params, root: Path) -> StageResult:
             data["source"] = params.data.source
             data["layout"] = prepared.layout
             write_json(report_path, data)
-            write_text(root / paths.INGEST_SUMMARY, issues_markdown(data))
+            write_text(root / vocab.INGEST_SUMMARY, issues_markdown(data))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     counts = report.counts
@@ -82,7 +85,7 @@ def ingest(params: Params, root: Path) -> StageResult:
     metrics.update({f"{k}_images": float(v) for k, v in counts["per_class"].items()})
     return StageResult(
         "ingest",
-        [raw_dir, report_path, root / paths.INGEST_SUMMARY],
+        [raw_dir, report_path, root / vocab.INGEST_SUMMARY],
         metrics=metrics,
-        artifacts=[report_path, root / paths.INGEST_SUMMARY],
+        artifacts=[report_path, root / vocab.INGEST_SUMMARY],
     )

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import task
 
-from catdog.models import make_scratch_model
-from catdog.params import Params
-from catdog.training import EpochCallback, seed_everything
-from tasks.common import TASK_OPTIONS, StageResult
+from catdog.convnets import make_scratch_model
+from catdog.results import StageResult
+from catdog.seeding import seed_everything
+from catdog.training import EpochCallback
+from tasks.common import TASK_OPTIONS
 from tasks.image_training import book_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
+
+if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
+    from catdog.params import Params
 
 
 @task(name="scratch", **TASK_OPTIONS)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 
-from catdog import paths
+from catdog import vocabulary as vocab
+from catdog.errors import ParamsError
 from catdog.io import atomic_file
-from catdog.params import Params, ParamsError
+from catdog.results import StageResult
 from catdog.split import build_manifest, scan_images
-from tasks.common import TASK_OPTIONS, StageResult, run_logger
+from tasks.common import TASK_OPTIONS, run_logger
+
+if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
+    from catdog.params import Params
 
 
 @task(name="split", **TASK_OPTIONS)
@@ -19,7 +23,7 @@ def split(params: Params, root: Path) -> StageResult:
     """Write the train/validation/test manifest of data/raw."""
     p = params.split
     images = scan_images(
-        root / paths.RAW_DIR,
+        root / vocab.RAW_DIR,
         root,
         near_duplicates=p.near_duplicates,
         max_distance=p.max_distance,
@@ -34,7 +38,7 @@ def split(params: Params, root: Path) -> StageResult:
         manifest, dropped = build_manifest(images, seed=p.seed, **sizes)
     except ValueError as error:  # sizes that the data cannot meet: a params problem
         raise ParamsError(f"split.counts / split fractions: {error}") from None
-    out = root / paths.MANIFEST
+    out = root / vocab.MANIFEST
     with atomic_file(out) as tmp:
         manifest.to_csv(tmp, index=False, lineterminator="\n")
     counts = manifest.groupby(["split", "label"]).size()

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from catdog import paths
-from catdog.evaluation import plot_history
+from catdog import vocabulary as vocab
 from catdog.io import atomic_file
+from catdog.plots.history import plot_history
+from catdog.results import StageResult
 from catdog.training import TrainResult, history_frame
-from tasks.common import StageResult, run_logger
+from tasks.common import run_logger
 
 
 def save_training_outputs(
     name: str, result: TrainResult, root: Path, *, tags: dict[str, str] | None = None
 ) -> StageResult:
     """Write ``models/<name>.keras``, its history CSV and PNG; return the stage's result."""
-    model_path = root / paths.model_path(name)
+    model_path = root / vocab.model_path(name)
     with atomic_file(model_path) as tmp:
         result.model.save(tmp)
-    history_csv = root / paths.history_path(name)
+    history_csv = root / vocab.history_path(name)
     with atomic_file(history_csv) as tmp:
         history_frame(result.history).to_csv(tmp, index=False, lineterminator="\n")
     figure = plot_history(
-        result.history, root / paths.history_figure(name), title=f"{name}: training history"
+        result.history, root / vocab.history_figure(name), title=f"{name}: training history"
     )
     best = result.best_metrics
     run_logger().info(

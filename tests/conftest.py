@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flows.cli import _QUIET_ENV
+from cli.main import _QUIET_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PHOTOS = Path(
@@ -60,6 +60,10 @@ PROJECT_FILES = (
     "catdog",
     "tasks",
     "flows",
+    "tracking",
+    "servers",
+    "workspace",
+    "cli",
 )
 
 TINY_PARAMS = {
@@ -141,7 +145,7 @@ def make_project_copy(
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One real Prefect server (on 127.0.0.1) for every end-to-end test of the session."""
-    from flows.prefect_server import ensure_prefect_api, stop_prefect_server
+    from servers.prefect import ensure_prefect_api, stop_prefect_server
 
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"]

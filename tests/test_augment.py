@@ -1,7 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from catdog.augment import VIEWS_ARRAY, VIEWS_INDEX, materialise_views
+from catdog.augment import materialise_views
+from catdog.vocabulary import VIEWS_ARRAY, VIEWS_INDEX
 from tests.conftest import write_image
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from catdog import paths
+from catdog import vocabulary as vocab
 from catdog.features import Shard, assemble_shards, plan_shards
 from catdog.params import load_params
-from flows.runners import DASK_ADDRESS_ENV, LOCAL_WORKERS, task_runner
+from servers.dask import DASK_ADDRESS_ENV, LOCAL_WORKERS, task_runner
 from tests.conftest import REPO, TINY_PARAMS
 
 # batch 3 and 2 batches per shard: 8 shards, some ending in a short shard and a short batch.
@@ -70,7 +70,7 @@ def test_task_runner_is_local_threads_unless_a_dask_address_is_given(monkeypatch
 
 
 def test_stage_and_run_take_a_dask_address():
-    from flows.cli import build_parser
+    from cli.main import build_parser
 
     for argv in (["stage", "features"], ["run"]):
         args = build_parser().parse_args([*argv, "--dask-address", "tcp://10.0.0.5:8786"])
@@ -91,7 +91,7 @@ def prepared(tmp_path_factory) -> Path:
     """A workspace with the tiny data set ingested, split and augmented (no features yet)."""
     import keras
 
-    from catdog.models import make_conv_base
+    from catdog.vgg16 import make_conv_base
     from tasks.augment import augment
     from tasks.ingest import ingest
     from tasks.split import split
@@ -113,13 +113,13 @@ def _copy(prepared: Path, dest: Path) -> Path:
 
 
 def _run_features_flow(workspace: Path, api_url: str, address: str | None = None) -> None:
-    """The features task in a Prefect flow run whose task runner comes from flows.runners."""
+    """The features task in a Prefect flow run whose task runner comes from servers.dask."""
     from prefect import flow
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.runners import with_task_runner
+    from servers.dask import with_task_runner
     from tasks.features import features
 
     @flow(name="catdog-features-test", validate_parameters=False)
@@ -136,18 +136,18 @@ def _run_features_flow(workspace: Path, api_url: str, address: str | None = None
 
 def _one_pass_features(workspace: Path) -> dict[str, np.ndarray]:
     """The features as the unsharded stage computed them: one pass over each set, one process."""
-    from catdog.augment import VIEWS_ARRAY
     from catdog.features import extract_to_file, extractor_from_weights, view_batches
     from catdog.images import make_dataset
-    from catdog.split import read_manifest
+    from catdog.manifest import read_manifest
+    from catdog.vocabulary import VIEWS_ARRAY
 
     p, size = _params().features, _params().data.image_size
-    extractor = extractor_from_weights(workspace / paths.CONV_BASE_WEIGHTS, size, p.compute)
-    manifest = read_manifest(workspace / paths.MANIFEST)
+    extractor = extractor_from_weights(workspace / vocab.CONV_BASE_WEIGHTS, size, p.compute)
+    manifest = read_manifest(workspace / vocab.MANIFEST)
     out = {}
     for name in SETS:
         if name == "train_aug":
-            views = np.load(workspace / paths.AUGMENTED_DIR / VIEWS_ARRAY, mmap_mode="r")
+            views = np.load(workspace / vocab.AUGMENTED_DIR / VIEWS_ARRAY, mmap_mode="r")
             count, batches = len(views), view_batches(views, p.batch_size)
         else:
             files = [str(workspace / f) for f in manifest[manifest["split"] == name]["path"]]
@@ -181,13 +181,13 @@ def test_dask_cluster_features_equal_threads_and_one_pass(prepared, prefect_api,
             _run_features_flow(on_dask, prefect_api, cluster.scheduler_address)
         ran_on = [event["worker"] for event in stream.data]
 
-    meta = json.loads((on_dask / paths.FEATURES_META).read_text())
+    meta = json.loads((on_dask / vocab.FEATURES_META).read_text())
     shards = plan_shards({n: shape[0] for n, shape in meta["shapes"].items()}, 3, 2)
     assert len(shards) >= 4 and len(ran_on) == len(shards), stream.data  # every shard, on Dask
     assert set(ran_on) == workers  # both worker processes computed shards
 
     one_pass = _one_pass_features(threads)
-    features_dir = Path(paths.FEATURES_DIR)
+    features_dir = Path(vocab.FEATURES_DIR)
     expected_files = {f"{n}{suffix}.npy" for n in SETS for suffix in ("", "_targets")}
     for workspace in (threads, on_dask):
         files = {f.name for f in (workspace / features_dir).iterdir()}
@@ -207,16 +207,16 @@ def test_dask_cluster_features_equal_threads_and_one_pass(prepared, prefect_api,
 
 @pytest.mark.e2e
 def test_a_failed_shard_leaves_no_output(prepared, prefect_api, tmp_path):
-    from catdog.split import read_manifest
+    from catdog.manifest import read_manifest
 
     workspace = _copy(prepared, tmp_path / "failing")
-    manifest = read_manifest(workspace / paths.MANIFEST)
+    manifest = read_manifest(workspace / vocab.MANIFEST)
     last_test_image = manifest[manifest["split"] == "test"]["path"].iloc[-1]
     (workspace / last_test_image).write_bytes(b"not an image")  # fails its shard, not retried
     with pytest.raises(Exception, match=r"(?i)image|decode"):
         _run_features_flow(workspace, prefect_api)
-    assert not (workspace / paths.FEATURES_DIR).exists()
-    assert not (workspace / paths.CONV_BASE_WEIGHTS).exists()
+    assert not (workspace / vocab.FEATURES_DIR).exists()
+    assert not (workspace / vocab.CONV_BASE_WEIGHTS).exists()
     assert [p.name for p in (workspace / "data").iterdir() if p.name.startswith(".")] == []
 
 

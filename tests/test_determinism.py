@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from catdog import paths
+from catdog import vocabulary as vocab
 from catdog.params import load_params
 from tests.conftest import REPO, TINY_PARAMS
 
@@ -37,11 +37,11 @@ def test_two_runs_give_identical_split_features_and_metrics(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     run_all_stages(first)
     run_all_stages(second)
-    assert digest(first / paths.MANIFEST) == digest(second / paths.MANIFEST)
+    assert digest(first / vocab.MANIFEST) == digest(second / vocab.MANIFEST)
     for name in ("train", "validation", "test", "train_aug"):
-        file = f"{paths.FEATURES_DIR}/{name}.npy"
+        file = f"{vocab.FEATURES_DIR}/{name}.npy"
         assert digest(first / file) == digest(second / file), file
-    assert (first / paths.METRICS).read_text() == (second / paths.METRICS).read_text()
-    for model in paths.MODELS:
-        history = paths.history_path(model)
+    assert (first / vocab.METRICS).read_text() == (second / vocab.METRICS).read_text()
+    for model in vocab.MODELS:
+        history = vocab.history_path(model)
         assert (first / history).read_text() == (second / history).read_text(), model

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from catdog.paths import FEATURES_DIR, MANIFEST
-from catdog.pipeline import STAGE_NAMES
+from catdog.stage_table import STAGE_NAMES
+from catdog.vocabulary import FEATURES_DIR, MANIFEST
 from tests.conftest import bin_dir, make_project_copy, run
 
 pytestmark = pytest.mark.e2e
@@ -185,7 +185,7 @@ def test_bad_params_fail_before_any_work(tmp_path, e2e_env):
 
 
 def test_dvc_push_then_pull_into_a_fresh_clone_gives_the_same_bytes(repro_project, tmp_path):
-    from catdog.pipeline import STAGES, hash_path
+    from catdog.stage_table import STAGES, hash_path
 
     project, env = repro_project
     remote = tmp_path / "remote"

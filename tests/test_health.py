@@ -13,8 +13,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from flows import health
-from flows.cli import main
+from cli.main import main
+from servers import health
 
 
 @pytest.fixture(autouse=True)

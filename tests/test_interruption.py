@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from catdog.pipeline import hash_path
+from catdog.stage_table import hash_path
 from tests.conftest import make_project_copy, run
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ def test_sigkill_half_way_then_rerun_equals_an_uninterrupted_run(tmp_path, e2e_e
     params = {"data.synthetic.per_class": 600, "ingest.workers": 1}
     killed = make_project_copy(tmp_path / "killed", params)
     clean = make_project_copy(tmp_path / "clean", params)
-    command = [sys.executable, "-m", "flows.cli", "stage", "ingest"]
+    command = [sys.executable, "-m", "cli.main", "stage", "ingest"]
     process = subprocess.Popen(
         command,
         cwd=killed,
@@ -54,8 +54,8 @@ def test_sigkill_half_way_then_rerun_equals_an_uninterrupted_run(tmp_path, e2e_e
     assert not (killed / "data" / "raw").exists()  # nothing half-written under the real name
     assert not (killed / "reports" / "ingest.json").exists()
 
-    run([sys.executable, "-m", "flows.cli", "stage", "ingest"], killed, e2e_env)
-    run([sys.executable, "-m", "flows.cli", "stage", "ingest"], clean, e2e_env)
+    run([sys.executable, "-m", "cli.main", "stage", "ingest"], killed, e2e_env)
+    run([sys.executable, "-m", "cli.main", "stage", "ingest"], clean, e2e_env)
     assert hash_path(killed / "data" / "raw") == hash_path(clean / "data" / "raw")
     assert (killed / "reports/ingest.json").read_text() == (
         clean / "reports/ingest.json"

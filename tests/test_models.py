@@ -5,16 +5,12 @@ import keras
 import numpy as np
 import pytest
 
+from catdog.augmentation import make_augmentation
+from catdog.convnets import make_scratch_model
 from catdog.features import extract_to_file, feature_extractor, view_batches
-from catdog.models import (
-    make_augmentation,
-    make_conv_base,
-    make_dense_head,
-    make_finetune_model,
-    make_scratch_model,
-    make_vgg16_preprocess,
-)
-from catdog.training import KeepBestWeights, seed_everything, train
+from catdog.seeding import seed_everything
+from catdog.training import KeepBestWeights, train
+from catdog.vgg16 import make_conv_base, make_dense_head, make_finetune_model, make_vgg16_preprocess
 from catdog.weights import (
     IMAGENET_FILE,
     WeightsUnavailableError,

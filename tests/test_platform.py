@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.tracking import dvc_hash
 from tests.conftest import SHARED_PHOTOS, bin_dir, make_project_copy, project_env, run
+from tracking.lineage import dvc_hash
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from catdog.models import make_augmentation, make_scratch_model
-from flows.predict import run_predict
+from catdog.augmentation import make_augmentation
+from catdog.convnets import make_scratch_model
+from cli.commands import run_predict
 from tests.conftest import SHARED_PHOTOS, write_image
 
 

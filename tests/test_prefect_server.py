@@ -1,4 +1,4 @@
-"""End-to-end tests for flows.prefect_server: real Prefect servers in detached processes.
+"""End-to-end tests for servers.prefect: real Prefect servers in detached processes.
 
 Every test gets its own state directory and stops its server in the fixture, so no
 process outlives the tests. PREFECT_HOME is one temporary directory for the module, so that
@@ -20,7 +20,7 @@ import httpx
 import psutil
 import pytest
 
-from flows.prefect_server import STATE_FILE, ensure_prefect_api, stop_prefect_server
+from servers.prefect import STATE_FILE, ensure_prefect_api, stop_prefect_server
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ print("FLOW-OK")
 HOLDER_SCRIPT = """
 import sys, time
 from pathlib import Path
-from flows.prefect_server import ensure_prefect_api
+from servers.prefect import ensure_prefect_api
 
 print(ensure_prefect_api(Path(sys.argv[1]), idle_timeout_s=3), flush=True)
 time.sleep(float(sys.argv[2]))
@@ -249,7 +249,7 @@ def test_prefect_api_url_from_environment_is_used(
 
 
 def test_concurrent_callers_share_one_server(state_dir: Path) -> None:
-    cmd = [sys.executable, "-m", "flows.prefect_server", "ensure", "--state-dir", str(state_dir)]
+    cmd = [sys.executable, "-m", "servers.prefect", "ensure", "--state-dir", str(state_dir)]
     cmd += ["--idle-timeout", "60", "--start-timeout", str(START_TIMEOUT_S)]
     # capture_output-style pipes: communicate() only returns if the detached supervisor
     # did not inherit them.

@@ -15,17 +15,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from catdog.predict import predict_images
-from flows.lineage import lineage, parse_model_reference, render_lineage, run_lineage
-from flows.predict import load_model_reference
-from flows.registry import (
+from tests.conftest import write_image
+from tracking.lineage import dvc_hash, lineage, parse_model_reference, render_lineage, run_lineage
+from tracking.models import load_model_reference, log_keras_model
+from tracking.registry import (
     ALIAS,
     CHAMPION_MODEL,
     REGISTERED_NAMES,
     choose_champion,
     promote_champion,
 )
-from flows.tracking import dvc_hash, log_keras_model
-from tests.conftest import write_image
 
 
 def tiny_image_model(path: Path, weight: float) -> Path:

@@ -6,14 +6,9 @@ import pytest
 from PIL import Image
 
 from catdog.ingest import ingest_folder
-from catdog.split import (
-    MANIFEST_COLUMNS,
-    SPLITS,
-    _assign_groups,
-    build_manifest,
-    read_manifest,
-    scan_images,
-)
+from catdog.manifest import MANIFEST_COLUMNS, read_manifest
+from catdog.split import _assign_groups, build_manifest, scan_images
+from catdog.vocabulary import SPLITS
 from tests.conftest import write_image
 
 

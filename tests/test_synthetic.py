@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog.synthetic import LABELS, draw_animal, generate_synthetic
+from catdog.synthetic import draw_animal, generate_synthetic
+from catdog.vocabulary import LABELS
 
 
 def _read_all(paths: list[Path]) -> dict[str, bytes]:

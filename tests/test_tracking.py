@@ -1,6 +1,6 @@
 import os
 
-from flows.tracking import dvc_hash
+from tracking.lineage import dvc_hash
 
 
 def test_dvc_hash_cache_notices_changed_files(tmp_path):

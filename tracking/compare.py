@@ -2,7 +2,7 @@
 params that differ between them.
 
 Each execution is a parent run (tag ``catdog.kind=pipeline``) with a child run per stage that ran
-(see :mod:`flows.tracking`). An execution is reported when it has a finished ``evaluate`` child
+(see :mod:`tracking.runs`). An execution is reported when it has a finished ``evaluate`` child
 that logged metrics.
 
 Params: an execution's params are those its own stages logged, completed, for every stage it
@@ -25,8 +25,8 @@ from typing import Any
 import pandas as pd
 
 from catdog.io import write_text
-from catdog.paths import MODELS
 from catdog.report import comparison_table, to_markdown
+from catdog.vocabulary import MODELS
 
 __all__ = ["METRICS", "collect_runs", "differing_params", "render_report", "run_compare"]
 

@@ -5,7 +5,7 @@
   tags of the run that made it and ``dvc.model``, DVC's hash of the ``.keras`` file.
 - ``evaluate`` moves the alias ``champion`` to the version of the model with the best test
   accuracy (ROC AUC breaks ties) and removes it from the other two; it also registers that model,
-  as one taking raw image bytes (:mod:`flows.champion_model`), as a version of ``catdog`` with the
+  as one taking raw image bytes (:mod:`tracking.served_model`), as a version of ``catdog`` with the
   alias ``champion``: ``models:/catdog@champion`` is what ``catdog predict`` and
   ``mlflow models serve`` take.
 """
@@ -19,15 +19,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import keras
 import mlflow
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, DataType, Schema
 
-from catdog import paths
+from catdog import vocabulary as vocab
+from catdog.models import load_model
+from catdog.predict import images_model
+from tracking.lineage import LINEAGE_TAG_KEYS, dvc_hash
+from tracking.models import log_keras_model, pip_requirements
 
 __all__ = [
     "ALIAS",
     "CHAMPION_MODEL",
-    "LINEAGE_TAG_KEYS",
     "REGISTERED_NAMES",
     "choose_champion",
     "promote_champion",
@@ -41,21 +47,6 @@ REGISTERED_NAMES: dict[str, str] = {
 }
 CHAMPION_MODEL = "catdog"
 ALIAS = "champion"
-# Run tags copied onto each registered version, so the registry UI shows where it came from.
-LINEAGE_TAG_KEYS = (
-    "git.commit",
-    "git.dirty",
-    "dvc.data_raw",
-    "dvc.manifest",
-    "dvc.augmented",
-    "dvc.features",
-    "dvc.conv_base",
-    "dvc.model",
-    "weights",
-    "weights.requested",
-    "prefect.flow_run_id",
-    "dvc.exp_name",
-)
 
 log = logging.getLogger("catdog")
 
@@ -70,7 +61,7 @@ def tag_version(name: str, version: str, tags: Mapping[str, str]) -> None:
 
 def choose_champion(results: Mapping[str, Mapping[str, float]]) -> str:
     """The model with the best test accuracy; ROC AUC, then the stage order, break ties."""
-    order = {name: i for i, name in enumerate(paths.MODELS)}
+    order = {name: i for i, name in enumerate(vocab.MODELS)}
     return max(
         results,
         key=lambda m: (results[m]["accuracy"], results[m].get("roc_auc", 0.0), -order.get(m, 0)),
@@ -90,10 +81,8 @@ def _version_of(name: str, model_hash: str) -> Any | None:
 
 def _register_from_workspace(stage: str, root: Path, model_hash: str) -> Any:
     """Register the workspace's model when no version of it exists (e.g. trained elsewhere)."""
-    from flows.tracking import log_keras_model
-
     info = log_keras_model(
-        root / paths.model_path(stage),
+        root / vocab.model_path(stage),
         name=f"model_{stage}",
         registered_model_name=REGISTERED_NAMES[stage],
     )
@@ -121,13 +110,6 @@ def _serving_version(source: Any, stage: str, root: Path, threshold: float) -> s
     )
     if existing:
         return str(existing[0].version)
-    import keras
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, DataType, Schema
-
-    from catdog.models import load_model
-    from flows.predict import images_model
-    from flows.tracking import pip_requirements
 
     signature = ModelSignature(
         inputs=Schema([ColSpec(DataType.binary, "image")]),
@@ -140,12 +122,12 @@ def _serving_version(source: Any, stage: str, root: Path, threshold: float) -> s
         ),
     )
     with tempfile.TemporaryDirectory(prefix="catdog-champion-") as scratch:
-        model = images_model(load_model(root / paths.model_path(stage)), root)
+        model = images_model(load_model(root / vocab.model_path(stage)), root)
         keras_path = Path(scratch) / "model.keras"
         keras.saving.save_model(model, keras_path)
         info = mlflow.pyfunc.log_model(
             name="champion",
-            python_model=str(Path(__file__).with_name("champion_model.py")),
+            python_model=str(Path(__file__).with_name("served_model.py")),
             artifacts={"keras_model": str(keras_path)},
             signature=signature,
             model_config={"threshold": threshold},
@@ -170,11 +152,9 @@ def promote_champion(
     Returns:
         Tags for the evaluate run: the champion's stage, registered model and version.
     """
-    from flows.tracking import dvc_hash
-
     stage = choose_champion(results)
     name = REGISTERED_NAMES[stage]
-    model_hash = dvc_hash(root / paths.model_path(stage))
+    model_hash = dvc_hash(root / vocab.model_path(stage))
     version = _version_of(name, model_hash) or _register_from_workspace(stage, root, model_hash)
     _move_alias(name, str(version.version), [n for n in REGISTERED_NAMES.values() if n != name])
     serving = _serving_version(version, stage, root, threshold)

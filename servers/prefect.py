@@ -4,7 +4,7 @@ With no ``PREFECT_API_URL``, every process that runs a Prefect flow starts (and 
 own temporary server, which costs several seconds per process. :func:`ensure_prefect_api`
 instead starts one server on demand, records it in ``state_dir``, and hands the same API URL
 to every later caller. The server is run by a small detached supervisor process
-(``python -m flows.prefect_server supervise``) that stops it once it has been idle for
+(``python -m servers.prefect supervise``) that stops it once it has been idle for
 ``idle_timeout_s``, so nothing is left running after the pipeline.
 
 Files in ``state_dir``:
@@ -73,7 +73,7 @@ _CALLER_POLL_S = 0.1
 _HEALTH_TIMEOUT_S = 5.0
 _HEALTH_RETRIES = 3  # for a recorded server whose processes are alive but did not answer
 _START_ATTEMPTS = 3  # the free port may be taken between choosing it and binding it
-_SUPERVISOR_TAG = ("flows.prefect_server", "supervise")
+_SUPERVISOR_TAG = ("servers.prefect", "supervise")
 _SERVER_TAG = ("prefect", "server", "start")
 
 
@@ -229,7 +229,7 @@ def _start_server(paths: _Paths, *, idle_timeout_s: float, start_timeout_s: floa
     cmd = [
         sys.executable,
         "-m",
-        "flows.prefect_server",
+        "servers.prefect",
         "supervise",
         "--state-dir",
         str(paths.root.resolve()),
@@ -670,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m flows.prefect_server",
+        prog="python -m servers.prefect",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

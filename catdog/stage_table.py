@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catdog.paths import (
+from catdog.code_deps import code_deps
+from catdog.vocabulary import (
     AUGMENT_PREVIEW,
     AUGMENTED_DIR,
     COMPARISON,
@@ -46,7 +47,6 @@ class Stage:
 
     name: str
     description: str
-    code: tuple[str, ...]
     deps: tuple[str, ...] = ()
     params: tuple[str, ...] = ()
     outs: tuple[str, ...] = ()
@@ -57,7 +57,12 @@ class Stage:
     @property
     def cmd(self) -> str:
         # `python -m` runs the workspace's own code (e.g. in a queued `dvc exp run` copy).
-        return f"python -m flows.cli stage {self.name}"
+        return f"python -m cli stage {self.name}"
+
+    @property
+    def code(self) -> tuple[str, ...]:
+        """The project files the stage's task runs (read from its imports, never listed by hand)."""
+        return code_deps(f"tasks.{self.name}")
 
     @property
     def all_deps(self) -> tuple[str, ...]:
@@ -72,17 +77,6 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="ingest",
         description="Decode and check every image of data.source; write data/raw and a report.",
-        code=(
-            "catdog/ingest.py",
-            "catdog/io.py",
-            "catdog/params.py",
-            "catdog/paths.py",
-            "catdog/report.py",
-            "catdog/sources.py",
-            "catdog/synthetic.py",
-            "tasks/common.py",
-            "tasks/ingest.py",
-        ),
         params=("data.source", "data.synthetic", "ingest"),
         # the source itself (the generator module or the user's folder/zip), from params.yaml
         deps=("${data.source}",),
@@ -92,17 +86,6 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="split",
         description="Stratified, seeded train/validation/test manifest; no content in two splits.",
-        code=(
-            "catdog/dedupe.py",
-            "catdog/ingest.py",
-            "catdog/io.py",
-            "catdog/params.py",
-            "catdog/paths.py",
-            "catdog/sources.py",
-            "catdog/split.py",
-            "tasks/common.py",
-            "tasks/split.py",
-        ),
         deps=(RAW_DIR,),
         params=("split",),
         outs=(MANIFEST,),
@@ -110,21 +93,6 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="augment",
         description="K seeded augmented views of every training image, and a preview grid.",
-        code=(
-            "catdog/augment.py",
-            "catdog/dedupe.py",
-            "catdog/evaluation.py",
-            "catdog/images.py",
-            "catdog/ingest.py",
-            "catdog/io.py",
-            "catdog/models.py",
-            "catdog/params.py",
-            "catdog/paths.py",
-            "catdog/sources.py",
-            "catdog/split.py",
-            "tasks/augment.py",
-            "tasks/common.py",
-        ),
         deps=(RAW_DIR, MANIFEST),
         params=("data.image_size", "augment"),
         outs=(AUGMENTED_DIR,),
@@ -133,23 +101,6 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="features",
         description="VGG16 conv-base features of every split and augmented view, streamed.",
-        code=(
-            "catdog/augment.py",
-            "catdog/dedupe.py",
-            "catdog/features.py",
-            "catdog/images.py",
-            "catdog/ingest.py",
-            "catdog/io.py",
-            "catdog/models.py",
-            "catdog/params.py",
-            "catdog/paths.py",
-            "catdog/sources.py",
-            "catdog/split.py",
-            "catdog/training.py",
-            "catdog/weights.py",
-            "tasks/common.py",
-            "tasks/features.py",
-        ),
         deps=(RAW_DIR, MANIFEST, AUGMENTED_DIR),
         params=("data.image_size", "features"),
         outs=(FEATURES_DIR, CONV_BASE_WEIGHTS),
@@ -157,24 +108,6 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="classifier",
         description="The book's dense head trained on the features; best epoch by val loss.",
-        code=(
-            "catdog/dedupe.py",
-            "catdog/evaluation.py",
-            "catdog/features.py",
-            "catdog/images.py",
-            "catdog/ingest.py",
-            "catdog/io.py",
-            "catdog/models.py",
-            "catdog/params.py",
-            "catdog/paths.py",
-            "catdog/sources.py",
-            "catdog/split.py",
-            "catdog/training.py",
-            "tasks/classifier.py",
-            "tasks/common.py",
-            "tasks/image_training.py",
-            "tasks/training_outputs.py",
-        ),
         # the images, conv base and augmentation are read in classifier.mode=in_model
         deps=(RAW_DIR, MANIFEST, FEATURES_DIR, CONV_BASE_WEIGHTS),
         params=(
@@ -191,23 +124,6 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="finetune",
         description="Conv base + trained head, block5 unfrozen, RMSprop at a low learning rate.",
-        code=(
-            "catdog/dedupe.py",
-            "catdog/evaluation.py",
-            "catdog/images.py",
-            "catdog/ingest.py",
-            "catdog/io.py",
-            "catdog/models.py",
-            "catdog/params.py",
-            "catdog/paths.py",
-            "catdog/sources.py",
-            "catdog/split.py",
-            "catdog/training.py",
-            "tasks/common.py",
-            "tasks/finetune.py",
-            "tasks/image_training.py",
-            "tasks/training_outputs.py",
-        ),
         deps=(RAW_DIR, MANIFEST, FEATURES_META, CONV_BASE_WEIGHTS, model_path("classifier")),
         params=("data.image_size", "augment.flip", "augment.rotation", "augment.zoom", "finetune"),
         outs=(model_path("finetune"),),
@@ -217,23 +133,6 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="scratch",
         description="The book's small convnet trained from scratch with augmentation: baseline.",
-        code=(
-            "catdog/dedupe.py",
-            "catdog/evaluation.py",
-            "catdog/images.py",
-            "catdog/ingest.py",
-            "catdog/io.py",
-            "catdog/models.py",
-            "catdog/params.py",
-            "catdog/paths.py",
-            "catdog/sources.py",
-            "catdog/split.py",
-            "catdog/training.py",
-            "tasks/common.py",
-            "tasks/image_training.py",
-            "tasks/scratch.py",
-            "tasks/training_outputs.py",
-        ),
         deps=(RAW_DIR, MANIFEST),
         params=("data.image_size", "augment.flip", "augment.rotation", "augment.zoom", "scratch"),
         outs=(model_path("scratch"),),
@@ -243,22 +142,6 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="evaluate",
         description="Every model on the same test set: metrics, confusion matrices, ROC curves.",
-        code=(
-            "catdog/dedupe.py",
-            "catdog/evaluation.py",
-            "catdog/features.py",
-            "catdog/images.py",
-            "catdog/ingest.py",
-            "catdog/io.py",
-            "catdog/models.py",
-            "catdog/params.py",
-            "catdog/paths.py",
-            "catdog/report.py",
-            "catdog/sources.py",
-            "catdog/split.py",
-            "tasks/common.py",
-            "tasks/evaluate.py",
-        ),
         deps=(RAW_DIR, MANIFEST, FEATURES_DIR, *(model_path(m) for m in MODELS)),
         params=("data.image_size", "evaluate"),
         uncached_outs=(PREDICTIONS_DIR, ROC_DIR, COMPARISON),

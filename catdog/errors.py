@@ -1,0 +1,38 @@
+"""Failures a user can cause and fix. Each message names the file, key or reference at fault and
+says what to do; the command line prints it as one ``catdog: error:`` line (exit code 2), with no
+traceback unless ``CATDOG_DEBUG=1``."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CatdogError",
+    "IngestError",
+    "ParamsError",
+    "SourceError",
+    "SplitError",
+    "WeightsUnavailableError",
+]
+
+
+class CatdogError(Exception):
+    """A failure the user can fix; the message says what is wrong and what to do."""
+
+
+class ParamsError(CatdogError, ValueError):
+    """A params file or an override is invalid; the message names the key."""
+
+
+class SourceError(CatdogError, ValueError):
+    """The source cannot be used (missing, not a folder or a zip, corrupt archive)."""
+
+
+class IngestError(CatdogError, RuntimeError):
+    """The source cannot give a usable data set (missing folder, class empty or too small)."""
+
+
+class SplitError(CatdogError, ValueError):
+    """The images cannot be split as asked (too few, all duplicates, a split left empty)."""
+
+
+class WeightsUnavailableError(CatdogError, RuntimeError):
+    """An explicit weights request (``imagenet`` or a path) cannot be met."""

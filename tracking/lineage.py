@@ -1,0 +1,342 @@
+"""Lineage: what made each run and model, recorded as MLflow tags and read back for
+``catdog lineage MODEL``.
+
+Every stage's child run is tagged with the git commit and DVC's own hashes of the data it read or
+made (the same md5/``.dir`` values as in ``dvc.lock``), and logs the split manifest as its dataset
+input. ``catdog lineage`` follows a registered model version (for ``catdog``, the serving wrapper,
+through to the model it wraps) back to that run, its tags and its params.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.data
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from catdog import stage_table as pipeline
+from catdog.io import write_json
+from catdog.vocabulary import (
+    AUGMENTED_DIR,
+    CONV_BASE_WEIGHTS,
+    FEATURES_DIR,
+    FEATURES_META,
+    MANIFEST,
+    MODELS,
+    RAW_DIR,
+    model_path,
+)
+from workspace.paths import state_dir
+
+__all__ = [
+    "DATA_TAGS",
+    "LINEAGE_TAG_KEYS",
+    "dvc_hash",
+    "git_commit",
+    "lineage",
+    "lineage_tags",
+    "parse_model_reference",
+    "record_lineage",
+    "render_lineage",
+    "run_lineage",
+    "weights_used",
+]
+
+_REFERENCE = re.compile(r"^(?:models:/)?(?P<name>[^@/]+)(?:@(?P<alias>[^@/]+)|/(?P<version>\d+))?$")
+
+#: The data a stage's lineage names: path -> the MLflow tag holding DVC's hash of it.
+DATA_TAGS: dict[str, str] = {
+    RAW_DIR: "dvc.data_raw",
+    MANIFEST: "dvc.manifest",
+    AUGMENTED_DIR: "dvc.augmented",
+    FEATURES_DIR: "dvc.features",
+    CONV_BASE_WEIGHTS: "dvc.conv_base",
+}
+MODEL_TAG = "dvc.model"  # DVC's hash of a model stage's .keras file
+#: Run tags copied onto each registered model version, so the registry shows where it came from.
+LINEAGE_TAG_KEYS: tuple[str, ...] = (
+    "git.commit",
+    "git.dirty",
+    *DATA_TAGS.values(),
+    MODEL_TAG,
+    "weights",
+    "weights.requested",
+    "prefect.flow_run_id",
+    "dvc.exp_name",
+)
+
+
+def git_commit(root: Path) -> tuple[str, bool]:
+    """The workspace's git commit and whether the tree is dirty ('' if not a git repo)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "", False
+    return commit, bool(status.strip())
+
+
+def _stat_signature(path: Path) -> str:
+    """A cheap fingerprint of a tree: every file's relative path, size and mtime."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        stat = file.stat()
+        digest.update(
+            f"{file.relative_to(path.parent)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+        )
+    return digest.hexdigest()
+
+
+def dvc_hash(path: Path, cache_dir: Path | None = None) -> str:
+    """The hash DVC gives a file or folder (``<md5>`` or ``<md5>.dir``), '' if it is missing.
+
+    With ``cache_dir``, a tree whose files' sizes and mtimes are unchanged is not hashed again
+    (as DVC's own state database does), which keeps every stage's run cheap to tag.
+    """
+    if not path.exists():
+        return ""
+    cache = cache_dir / "dvc-hash-cache.json" if cache_dir is not None else None
+    signature = _stat_signature(path) if cache is not None else ""
+    if cache is not None and cache.is_file():
+        known = json.loads(cache.read_text())
+        if known.get(str(path.resolve()), {}).get("signature") == signature:
+            return str(known[str(path.resolve())]["hash"])
+    value = _dvc_hash(path)
+    if cache is not None:
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        known[str(path.resolve())] = {"signature": signature, "hash": value}
+        write_json(cache, known)
+    return value
+
+
+def _dvc_hash(path: Path) -> str:
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+
+    fs = LocalFileSystem()
+    with tempfile.TemporaryDirectory(prefix="catdog-dvc-hash-") as scratch:
+        _, _, obj = build(HashFileDB(fs, scratch), str(path), fs, "md5", dry_run=True)
+    return str(obj.hash_info.value)
+
+
+def weights_used(root: Path) -> str:
+    """The VGG16 weights the workspace's features were made with ('' before features ran)."""
+    meta = root / FEATURES_META
+    if not meta.is_file():
+        return ""
+    return str(json.loads(meta.read_text())["weights"]["label"])
+
+
+LINEAGE_PATHS: dict[str, str] = {
+    RAW_DIR: "dvc.data_raw",
+    MANIFEST: "dvc.manifest",
+    AUGMENTED_DIR: "dvc.augmented",
+    FEATURES_DIR: "dvc.features",
+    CONV_BASE_WEIGHTS: "dvc.conv_base",
+}
+
+
+def lineage_tags(stage: str, root: Path) -> dict[str, str]:
+    """DVC hashes of what the stage read and made: ``dvc.data_raw`` (every stage), the manifest,
+    augmented views, features and conv base it depends on, and ``dvc.model`` for a model stage.
+
+    The hashes are DVC's own (md5, ``.dir`` for folders), so ``dvc.lock`` and the DVC cache can be
+    searched for them.
+    """
+    s = pipeline.stage(stage)
+    wanted = {RAW_DIR}
+    for dep in (*s.deps, *s.outs):
+        for path in DATA_TAGS:
+            if dep == path or dep.startswith(f"{path}/"):
+                wanted.add(path)
+    cache = state_dir(root)
+    tags = {DATA_TAGS[path]: dvc_hash(root / path, cache) for path in sorted(wanted)}
+    if stage in MODELS:
+        tags[MODEL_TAG] = dvc_hash(root / model_path(stage))
+    return tags
+
+
+def record_lineage(stage: str, root: Path) -> None:
+    """Tag the active run with its data's DVC hashes and weights; log its dataset input.
+
+    Called once the stage's task has finished, so ingest's ``data/raw`` and each model stage's
+    model are there to hash.
+    """
+    tags = lineage_tags(stage, root)
+    weights = weights_used(root)
+    if weights:
+        tags["weights"] = weights
+    mlflow.set_tags(tags)
+    log_dataset_input(stage, root)
+
+
+def log_dataset_input(stage: str, root: Path) -> None:
+    """Log the split manifest as the run's dataset input (``mlflow.log_input``), when it reads it.
+
+    The dataset's digest is the manifest's DVC hash; its context says which split the stage used.
+    """
+    s = pipeline.stage(stage)
+    manifest_path = root / MANIFEST
+    if MANIFEST not in s.deps or not manifest_path.is_file():
+        return
+    import pandas as pd
+
+    manifest = pd.read_csv(manifest_path)
+    context = "evaluation" if stage == "evaluate" else "training"
+    used = manifest[manifest["split"] == "test"] if stage == "evaluate" else manifest
+    with warnings.catch_warnings():  # MLflow's hints about local sources and integer columns
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(
+            used.reset_index(drop=True),
+            source=str(manifest_path),
+            targets="label",
+            name="catdog-manifest" if stage != "evaluate" else "catdog-test-split",
+            digest=dvc_hash(manifest_path)[:36],
+        )
+    mlflow.log_input(dataset, context=context)
+
+
+def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
+    """``NAME@alias``, ``NAME/version``, ``NAME`` (latest) or a ``models:/`` URI of those.
+
+    Returns:
+        (name, alias, version); at most one of alias and version is set.
+    """
+    match = _REFERENCE.match(reference.strip())
+    if not match:
+        raise ValueError(
+            f"{reference!r} is not a registered model reference: use NAME@ALIAS (e.g. "
+            "catdog@champion), NAME/VERSION (e.g. catdog-scratch/3) or models:/ of those"
+        )
+    return match["name"], match["alias"], match["version"]
+
+
+def _version(client: MlflowClient, reference: str) -> Any:
+    name, alias, version = parse_model_reference(reference)
+    try:
+        if alias:
+            return client.get_model_version_by_alias(name, alias)
+        if version:
+            return client.get_model_version(name, version)
+        latest = client.search_model_versions(
+            f"name = '{name}'", order_by=["version_number DESC"], max_results=1
+        )
+    except MlflowException as error:
+        raise ValueError(f"{reference}: {error.message}") from None
+    if not latest:
+        raise ValueError(f"{reference}: no registered model of that name has a version")
+    return latest[0]
+
+
+def lineage(tracking_uri: str, reference: str) -> dict[str, Any]:
+    """Everything known of how a registered model version was made, as a plain dict."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    version = _version(client, reference)
+    wrapped = None
+    run_id = version.run_id
+    source = version.tags.get("catdog.source", "")
+    if source:  # the serving wrapper: follow it to the model it wraps
+        name, number = source.rsplit("/", 1)
+        wrapped = client.get_model_version(name, number)
+        run_id = wrapped.run_id
+    run = client.get_run(run_id)
+    tags = run.data.tags
+    parent_id = tags.get("mlflow.parentRunId", "")
+    parent = client.get_run(parent_id) if parent_id else None
+    return {
+        "reference": reference,
+        "model": {
+            "name": version.name,
+            "version": str(version.version),
+            "aliases": list(version.aliases),
+            "source": version.source,
+        },
+        "wraps": (
+            {
+                "name": wrapped.name,
+                "version": str(wrapped.version),
+                "aliases": list(wrapped.aliases),
+            }
+            if wrapped is not None
+            else None
+        ),
+        "run": {
+            "id": run.info.run_id,
+            "stage": tags.get("catdog.stage", run.info.run_name),
+            "experiment_id": run.info.experiment_id,
+            "status": run.info.status,
+            "execution": parent.info.run_name if parent else "",
+            "execution_id": parent_id,
+            "trigger": tags.get("catdog.trigger", ""),
+        },
+        "git": {"commit": tags.get("git.commit", ""), "dirty": tags.get("git.dirty") == "true"},
+        "data": {
+            label: tags[tag]
+            for label, tag in [*DATA_TAGS.items(), ("the model file", MODEL_TAG)]
+            if tags.get(tag)
+        },
+        "weights": {
+            "used": tags.get("weights", ""),
+            "requested": tags.get("weights.requested", ""),
+        },
+        "prefect_flow_run_id": tags.get("prefect.flow_run_id", ""),
+        "dvc_experiment": tags.get("dvc.exp_name", ""),
+        "params": dict(sorted(run.data.params.items())),
+        "datasets": [
+            {"name": i.dataset.name, "digest": i.dataset.digest, "source": i.dataset.source}
+            for i in (run.inputs.dataset_inputs if run.inputs else [])
+        ],
+    }
+
+
+def render_lineage(info: Mapping[str, Any]) -> str:
+    """The lineage as text for a terminal."""
+    model, run = info["model"], info["run"]
+    aliases = f" (aliases: {', '.join(model['aliases'])})" if model["aliases"] else ""
+    lines = [f"{info['reference']}: {model['name']} version {model['version']}{aliases}"]
+    if info["wraps"]:
+        wraps = info["wraps"]
+        lines.append(f"  serves {wraps['name']} version {wraps['version']}")
+    git = info["git"]
+    commit = (git["commit"] or "unknown (not a git repository)") + (
+        " (uncommitted changes)" if git["dirty"] else ""
+    )
+    lines += [
+        f"made by:   the {run['stage']} stage, MLflow run {run['id']} ({run['status'].lower()})",
+        f"execution: {run['execution'] or '-'} (parent run {run['execution_id'] or '-'})",
+        f"commit:    {commit}",
+        f"weights:   {info['weights']['used'] or '-'} "
+        f"(features.weights: {info['weights']['requested'] or '-'})",
+        f"prefect:   flow run {info['prefect_flow_run_id'] or '-'}",
+    ]
+    if info["dvc_experiment"]:
+        lines.append(f"dvc exp:   {info['dvc_experiment']}")
+    lines.append("data (DVC hashes):")
+    lines += [f"  {label:<28} {value}" for label, value in info["data"].items()] or ["  -"]
+    lines.append("params:")
+    lines += [f"  {key} = {value}" for key, value in info["params"].items()] or ["  -"]
+    return "\n".join(lines) + "\n"
+
+
+def run_lineage(tracking_uri: str, reference: str, as_json: bool) -> str:
+    info = lineage(tracking_uri, reference)
+    return json.dumps(info, indent=2) + "\n" if as_json else render_lineage(info)

@@ -1,0 +1,69 @@
+"""Models in MLflow: logging a Keras model with its environment, and loading a model reference
+(a ``.keras`` file, ``runs:/`` or ``models:/``) as a model that takes images."""
+
+from __future__ import annotations
+
+import contextlib
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+
+from catdog.predict import images_model
+from tracking.store import tracking_uri
+
+__all__ = ["load_model_reference", "log_keras_model", "pip_requirements"]
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of a logged model (the serving environment needs the same)."""
+    names = ("keras", "tensorflow-cpu", "numpy", "pandas", "pillow")
+    pins = []
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            pins.append(f"{name}=={metadata.version(name)}")
+    return pins
+
+
+def log_keras_model(path: Path, *, name: str, registered_model_name: str | None = None) -> Any:
+    """Log a ``.keras`` file as an MLflow Keras model of the active run (and register it)."""
+    import keras
+    from mlflow.models import infer_signature
+
+    model = keras.saving.load_model(path, safe_mode=True)
+    example = np.zeros((1, *model.input_shape[1:]), dtype="float32")
+    signature = infer_signature(example, np.zeros((1, 1), dtype="float32"))
+    return mlflow.keras.log_model(
+        model,
+        name=name,
+        signature=signature,
+        pip_requirements=pip_requirements(),
+        registered_model_name=registered_model_name,
+    )
+
+
+def load_model_reference(reference: str, workspace: Path, tracking_home: Path) -> keras.Model:
+    """A ``.keras`` path, or an MLflow ``runs:/`` / ``models:/`` URI, as a model taking images."""
+    if reference.startswith(("runs:/", "models:/")):
+        mlflow.set_tracking_uri(tracking_uri(tracking_home))
+        flavors = mlflow.models.get_model_info(reference).flavors
+        if "keras" in flavors:
+            model = mlflow.keras.load_model(reference)
+        else:  # the served champion (flows/served_model.py): its Keras model takes images
+            served = mlflow.pyfunc.load_model(reference).unwrap_python_model()
+            if not isinstance(getattr(served, "model", None), keras.Model):
+                raise ValueError(f"--model {reference}: not a catdog model (flavors: {flavors})")
+            model = served.model
+    else:
+        path = Path(reference)
+        path = path if path.is_absolute() else workspace / path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"--model {reference}: no such file; run the pipeline (`dvc repro`) or give a "
+                ".keras file or an MLflow runs:/ or models:/ URI"
+            )
+        model = keras.saving.load_model(path, safe_mode=True)
+    return images_model(model, workspace)

@@ -1,0 +1,194 @@
+"""MLflow runs: one parent run per pipeline execution, one child run per stage that ran.
+
+Under ``dvc repro`` every stage is its own process; the stages of one execution find their shared
+parent run through the DVC process they descend from (see :func:`open_execution`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from catdog.results import StageResult, flat
+from catdog.vocabulary import METRICS, MODELS
+from tracking.lineage import git_commit
+from tracking.models import log_keras_model
+from tracking.registry import REGISTERED_NAMES, tag_version
+from tracking.store import configure_mlflow
+
+__all__ = [
+    "Execution",
+    "epoch_logger",
+    "finish_execution",
+    "log_stage_result",
+    "open_execution",
+    "read_model_results",
+    "stage_run",
+]
+
+EXECUTION_TAG = "catdog.execution"
+
+
+def _ancestor_dvc_process() -> str:
+    """Identify the ``dvc repro`` / ``dvc exp run`` process this stage runs under, if any."""
+    try:
+        import psutil
+
+        process = psutil.Process().parent()
+        while process is not None:
+            cmdline = " ".join(process.cmdline())
+            if (
+                "dvc" in Path(process.cmdline()[0]).name
+                or " -m dvc" in cmdline
+                or (len(process.cmdline()) > 1 and Path(process.cmdline()[1]).name == "dvc")
+            ):
+                return f"dvc:{process.pid}:{process.create_time():.3f}"
+            process = process.parent()
+    except Exception:
+        return ""
+    return ""
+
+
+# The data a stage's lineage names, as MLflow tags holding DVC's hash of each.
+
+
+def read_model_results(root: Path) -> dict[str, dict[str, float]]:
+    """Each model's test metrics from ``reports/metrics.json`` (written by evaluate)."""
+    document = json.loads((root / METRICS).read_text())
+    return {name: document[name] for name in MODELS if name in document}
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One execution of the pipeline: the MLflow parent run that groups its stages."""
+
+    run_id: str
+    key: str
+    trigger: str
+
+
+def open_execution(
+    home: Path, root: Path, experiment: str, *, trigger: str, key: str = ""
+) -> Execution:
+    """Find or create the parent run of this pipeline execution.
+
+    Under ``dvc repro`` every stage is a separate process; they share one parent run found by the
+    DVC process they descend from (or by ``CATDOG_EXECUTION`` if the caller sets it).
+    """
+    experiment_id = configure_mlflow(home, experiment)
+    key = key or os.environ.get("CATDOG_EXECUTION", "") or _ancestor_dvc_process()
+    client = MlflowClient()
+    if key:
+        existing = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{EXECUTION_TAG}` = '{key}'", max_results=1
+        )
+        if existing:
+            run_id = existing[0].info.run_id
+            client.update_run(run_id, status="RUNNING")
+            return Execution(run_id, key, trigger)
+    commit, dirty = git_commit(root)
+    name = f"{trigger} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    run = client.create_run(
+        experiment_id,
+        run_name=name,
+        tags={
+            EXECUTION_TAG: key or f"{trigger}:{os.getpid()}:{time.time():.3f}",
+            "catdog.trigger": trigger,
+            "catdog.kind": "pipeline",
+            "git.commit": commit,
+            "git.dirty": str(dirty).lower(),
+            "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        },
+    )
+    return Execution(run.info.run_id, key, trigger)
+
+
+def finish_execution(execution: Execution, status: str = "FINISHED") -> None:
+    """Mark the parent run finished (a later stage of the same execution reopens it)."""
+    MlflowClient().set_terminated(execution.run_id, status=status)
+
+
+@contextlib.contextmanager
+def stage_run(
+    execution: Execution, stage: str, root: Path, tags: Mapping[str, str] | None = None
+) -> Iterator[mlflow.ActiveRun]:
+    """A child run named after the stage; failures mark it and the parent FAILED."""
+    commit, dirty = git_commit(root)
+    all_tags = {
+        "catdog.stage": stage,
+        "catdog.trigger": execution.trigger,
+        "git.commit": commit,
+        "git.dirty": str(dirty).lower(),
+        "dvc.stage": os.environ.get("DVC_STAGE", ""),
+        "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        **(tags or {}),
+    }
+    with mlflow.start_run(
+        run_name=stage, parent_run_id=execution.run_id, tags=all_tags, nested=True
+    ) as run:
+        try:
+            yield run
+        except BaseException:
+            # Bookkeeping only: it must not replace the stage's own error, which is what the
+            # user needs to see, e.g. when the tracking server is gone and these calls fail too.
+            from servers.health import tracking_server_gone
+
+            with contextlib.suppress(Exception):
+                if not tracking_server_gone(mlflow.get_tracking_uri()):
+                    mlflow.set_tag("catdog.error", "stage failed; see the Prefect flow run log")
+                    MlflowClient().set_terminated(execution.run_id, status="FAILED")
+            with contextlib.suppress(Exception):  # here, so leaving the block does not retry it
+                mlflow.end_run("FAILED")
+            raise
+
+
+def epoch_logger(run_id: str) -> Any:
+    """An ``on_epoch_end(epoch, logs)`` callback logging Keras metrics to run ``run_id``.
+
+    It names the run explicitly, so it works from whichever thread Keras calls it on.
+    """
+    client = MlflowClient()
+
+    def log(epoch: int, logs: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in logs.items()])
+
+    return log
+
+
+def log_stage_result(result: StageResult, params: Mapping[str, Any]) -> None:
+    """Log a stage's params, final metrics, tags, artifacts and model to the active run.
+
+    A model stage's model is registered (``catdog-<model>``) and its version tagged with the
+    run's lineage, so call :func:`record_lineage` first.
+    """
+    mlflow.log_params({k: str(v) for k, v in flat(params).items()})
+    if result.metrics:
+        finite = {k: v for k, v in result.metrics.items() if np.isfinite(v)}
+        mlflow.log_metrics(finite)
+    tags = dict(result.tags)
+    if result.warnings:
+        tags["catdog.warning"] = " | ".join(result.warnings)[:5000]
+    if tags:
+        mlflow.set_tags(tags)
+    for artifact in result.artifacts:
+        if artifact.is_file():
+            folder = "plots" if artifact.suffix == ".png" else "reports"
+            mlflow.log_artifact(str(artifact), artifact_path=folder)
+    if result.model_path is not None:
+        registered = REGISTERED_NAMES.get(result.stage)
+        info = log_keras_model(result.model_path, name="model", registered_model_name=registered)
+        if registered:
+            run_tags = mlflow.get_run(mlflow.active_run().info.run_id).data.tags
+            tag_version(registered, str(info.registered_model_version), run_tags)
