@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
 from catdog.augmentation import make_augmentation
 from catdog.images import make_dataset
+from catdog.seeding import seed_everything
 from catdog.vocabulary import VIEWS_ARRAY, VIEWS_INDEX
 
 __all__ = ["materialise_views"]
@@ -31,13 +31,14 @@ def materialise_views(
     rotation: float,
     zoom: float,
     seed: int,
+    root: Path | None = None,
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Write ``views`` augmented copies of each image to ``out_dir`` (streamed, batch by batch).
 
     Args:
-        paths: Training images.
+        paths: Training images, relative to ``root`` if it is given.
         labels: Their labels.
         out_dir: Folder for ``views.npy`` (uint8, N*views x size x size x 3) and ``views.csv``.
         image_size: Side of the stored views.
@@ -46,13 +47,15 @@ def materialise_views(
         rotation: RandomRotation factor.
         zoom: RandomZoom factor.
         seed: Seed of the augmentation; the same seed gives byte-identical views.
+        root: The folder ``paths`` are relative to (the workspace); the index keeps the paths
+            as given, so it reads the same wherever the workspace is.
         batch_size: Images augmented at once.
         progress: Called as ``progress(done, total)`` after each batch.
 
     Returns:
         The index of the views: row i of ``views.npy`` is (path, label, view) of row i.
     """
-    keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     augmentation = make_augmentation(flip=flip, rotation=rotation, zoom=zoom, seed=seed)
     total = len(paths) * views
     if total == 0:  # K=0: the book's plain feature extraction (an empty file cannot be mapped)
@@ -66,7 +69,8 @@ def materialise_views(
     rows: list[dict[str, object]] = []
     written = 0
     for view in range(views):
-        dataset = make_dataset(paths, image_size, batch_size)
+        files = [str(root / path) if root is not None else path for path in paths]
+        dataset = make_dataset(files, image_size, batch_size)
         for batch in dataset:
             augmented = np.asarray(augmentation(batch, training=True))
             count = len(augmented)

@@ -7,6 +7,7 @@ from __future__ import annotations
 __all__ = [
     "CatdogError",
     "IngestError",
+    "ModelReferenceError",
     "ParamsError",
     "SourceError",
     "SplitError",
@@ -27,11 +28,23 @@ class SourceError(CatdogError, ValueError):
 
 
 class IngestError(CatdogError, RuntimeError):
-    """The source cannot give a usable data set (missing folder, class empty or too small)."""
+    """The source cannot give a usable data set (missing folder, class empty or too small).
+
+    ``report`` is the ingest's report of every file when the files were checked, so the stage can
+    still write it: it says what was rejected and why.
+    """
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class SplitError(CatdogError, ValueError):
     """The images cannot be split as asked (too few, all duplicates, a split left empty)."""
+
+
+class ModelReferenceError(CatdogError, ValueError):
+    """A model reference (file, ``runs:/``, ``models:/``) names no usable model."""
 
 
 class WeightsUnavailableError(CatdogError, RuntimeError):

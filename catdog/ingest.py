@@ -250,10 +250,11 @@ def ingest_source(
     if short:
         details = ", ".join(f"{label}: {n}" for label, n in short.items())
         raise IngestError(
-            f"too few usable images ({details}; ingest.min_per_class={min_per_class}) in "
-            f"{prepared.root} (layout: {prepared.layout}). Point data.source at a folder or zip "
-            "of cat.N.jpg / dog.N.jpg files or of cats/ and dogs/ folders; "
-            "reports/ingest.json lists what was rejected and why."
+            f"too few usable images ({details}; ingest.min_per_class={min_per_class}; layout "
+            f"{prepared.layout}): reports/ingest.md lists what was rejected and why; point "
+            "data.source at a folder or zip of cat.N.jpg / dog.N.jpg files or of cats/ and "
+            "dogs/ folders",
+            report,
         )
     return report
 

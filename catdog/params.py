@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,10 +22,14 @@ __all__ = [
     "Params",
     "ParamsError",
     "TrainParams",
-    "apply_overrides",
     "load_params",
     "parse_params",
+    "read_params_file",
+    "unknown_key",
 ]
+
+
+MIN_IMAGE_SIZE = 78
 
 
 class _Section(BaseModel):
@@ -48,7 +52,7 @@ class DataParams(_Section):
         min_length=1,
         description="the embedded generator, or a folder or .zip of photos (DVC hashes it)",
     )
-    image_size: int = Field(96, ge=32, le=1024)
+    image_size: int = Field(96, le=1024)
     synthetic: SyntheticParams = SyntheticParams()
 
     @field_validator("source")
@@ -66,8 +70,11 @@ class DataParams(_Section):
     def _scratch_fits_image(cls, value: int) -> int:
         # The book's convnet has five valid 3x3 convolutions and four poolings: below 78 px the
         # last convolution would get an empty input (VGG16 alone would take 32).
-        if value < 78:
-            raise ValueError(f"must be at least 78 for the from-scratch convnet, got {value}")
+        if value < MIN_IMAGE_SIZE:
+            raise ValueError(
+                f"must be at least {MIN_IMAGE_SIZE} (the from-scratch convnet's five 3x3 "
+                f"convolutions and four poolings need it), got {value}"
+            )
         return value
 
 
@@ -206,41 +213,72 @@ class Params(_Section):
         return value
 
 
-def _format_error(error: ValidationError, origin: str) -> str:
-    lines = [f"{origin}: invalid parameters"]
+def _close_match(loc: Sequence[Any]) -> str:
+    """`` (did you mean 'x'?)`` for a misspelt key at ``loc``, '' if nothing is close."""
+    model: Any = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
+        model = field.annotation if field else None
+    if model is None or not hasattr(model, "model_fields"):
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), model.model_fields, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_key(dotted: str) -> str:
+    """Why ``dotted`` is not a key of the params ('' if it is one), naming the first unknown part,
+    e.g. ``classifer: unknown key (did you mean 'classifier'?)``."""
+    model: Any = Params
+    parts = dotted.split(".")
+    for index, part in enumerate(parts):
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            prefix = ".".join(parts[: index + 1])
+            return f"{prefix}: unknown key" + _close_match(parts[: index + 1])
+        model = fields[part].annotation
+    return ""
+
+
+def _origin_of(key: str, origin: str, origins: Mapping[str, str]) -> str:
+    """Where the value at ``key`` came from: the override that set it, else the file."""
+    for dotted, source in origins.items():
+        if key == dotted or key.startswith(f"{dotted}.") or dotted.startswith(f"{key}."):
+            return source
+    return origin
+
+
+def _format_error(error: ValidationError, origin: str, origins: Mapping[str, str]) -> str:
+    problems = []
     for item in error.errors():
         key = ".".join(str(p) for p in item["loc"]) or "<top level>"
-        message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key"
-            parent_model: Any = Params
-            for part in item["loc"][:-1]:
-                field = parent_model.model_fields.get(str(part))
-                parent_model = field.annotation if field else None
-                if parent_model is None:
-                    break
-            if parent_model is not None and hasattr(parent_model, "model_fields"):
-                close = difflib.get_close_matches(
-                    str(item["loc"][-1]), parent_model.model_fields, n=1
-                )
-                if close:
-                    message += f" (did you mean {close[0]!r}?)"
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+            message = "unknown key" + _close_match(item["loc"])
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{_origin_of(key, origin, origins)}: {key}: {message}")
+    return "; ".join(problems)
 
 
-def parse_params(raw: Mapping[str, Any] | None, *, origin: str = "params") -> Params:
+def parse_params(
+    raw: Mapping[str, Any] | None,
+    *,
+    origin: str = "params",
+    origins: Mapping[str, str] | None = None,
+) -> Params:
     """Validate a mapping of parameters.
 
     Args:
         raw: The parsed YAML mapping (missing sections take their defaults).
         origin: Where the mapping came from, used in error messages.
+        origins: Dotted key -> where its value came from instead (e.g. ``-S key=value``), so
+            an error names the override that set a bad value rather than the file.
 
     Returns:
         The validated, frozen parameters.
 
     Raises:
-        ParamsError: On an unknown key, a wrong type or an impossible value; names the key.
+        ParamsError: On an unknown key, a wrong type or an impossible value, in one line that
+            names each key at fault and where its value came from.
     """
     if raw is None:
         raw = {}
@@ -249,53 +287,33 @@ def parse_params(raw: Mapping[str, Any] | None, *, origin: str = "params") -> Pa
     try:
         return Params.model_validate(dict(raw))
     except ValidationError as error:
-        raise ParamsError(_format_error(error, origin)) from None
+        raise ParamsError(_format_error(error, origin, origins or {})) from None
 
 
-def _parse_override(text: str) -> tuple[list[str], Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ParamsError(f"override {text!r}: expected key=value, e.g. classifier.epochs=5")
-    return key.strip().split("."), yaml.safe_load(value) if value.strip() else ""
+def read_params_file(path: Path, *, display: str | None = None) -> dict[str, Any]:
+    """The mapping in a params file (``{}`` if empty); ``display`` names it in errors.
+
+    Raises:
+        ParamsError: The file is missing, is not YAML, or does not hold a mapping.
+    """
+    name = display or str(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{name}: params file not found") from None
+    except yaml.YAMLError as error:
+        problem = str(error).splitlines()[0]
+        raise ParamsError(f"{name}: not valid YAML ({problem}); fix the file") from None
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ParamsError(f"{name}: expected a mapping of sections, got {type(raw).__name__}")
+    return dict(raw or {})
 
 
-def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a copy of ``raw`` with ``key.sub=value`` overrides applied (values parsed as YAML)."""
-    result: dict[str, Any] = _deep_copy(raw)
-    for text in overrides:
-        parts, value = _parse_override(text)
-        node = result
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ParamsError(f"override {text!r}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
-    return result
-
-
-def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
-
-
-def load_params(path: Path, overrides: Iterable[str] = ()) -> Params:
-    """Load, override and validate a params file.
-
-    Args:
-        path: The YAML file (usually ``params.yaml``).
-        overrides: ``key=value`` strings, as for ``dvc exp run -S``.
+def load_params(path: Path, *, display: str | None = None) -> Params:
+    """Load and validate a params file (``display`` names it in errors, e.g. ``params.yaml``).
 
     Raises:
         ParamsError: If the file is missing, is not YAML, or holds invalid parameters.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: params file not found") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{path}: not valid YAML: {error}") from None
-    if raw is not None and not isinstance(raw, Mapping):
-        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return parse_params(apply_overrides(raw or {}, overrides), origin=str(path))
+    name = display or str(path)
+    return parse_params(read_params_file(path, display=name), origin=name)

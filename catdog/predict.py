@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from catdog import vocabulary as vocab
+from catdog.errors import ModelReferenceError
 from catdog.features import feature_extractor
 from catdog.images import make_dataset
 from catdog.ingest import check_image
@@ -113,7 +114,7 @@ def images_model(model: keras.Model, workspace: Path) -> keras.Model:
         return model
     weights, meta = workspace / vocab.CONV_BASE_WEIGHTS, workspace / vocab.FEATURES_META
     if not (weights.is_file() and meta.is_file()):
-        raise FileNotFoundError(
+        raise ModelReferenceError(
             f"the model takes VGG16 features, and {weights} or {meta} (made by the features "
             "stage) is missing: run `dvc repro features` or give --model finetune/scratch"
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,10 +19,11 @@ import pandas as pd
 from PIL import Image
 
 from catdog.dedupe import group_near_duplicates, perceptual_hash
+from catdog.errors import SplitError
 from catdog.manifest import EXTRA_COLUMNS, MANIFEST_COLUMNS
 from catdog.vocabulary import LABELS, SPLITS
 
-__all__ = ["SCAN_COLUMNS", "build_manifest", "scan_images"]
+__all__ = ["SCAN_COLUMNS", "build_manifest", "check_splits", "scan_images"]
 
 SCAN_COLUMNS: tuple[str, ...] = ("path", "label", "sha256", "phash", "group")
 
@@ -336,3 +337,28 @@ def build_manifest(
     manifest = manifest.sort_values(["split", "label", "path"]).reset_index(drop=True)
     manifest["split"] = manifest["split"].astype(str)
     return manifest[columns], dropped
+
+
+def check_splits(manifest: pd.DataFrame, dropped: Mapping[str, int]) -> None:
+    """Refuse a manifest no model can learn from or be judged on: each split needs both classes.
+
+    Raises:
+        SplitError: A split lacks a class (too few distinct images, or all of them copies or
+            filed under both labels); the message gives the numbers and what to do.
+    """
+    present = set(zip(manifest["split"], manifest["label"], strict=True))
+    missing = [(s, label) for s in SPLITS for label in LABELS if (s, label) not in present]
+    if not missing:
+        return
+    usable = ", ".join(f"{label} {int((manifest['label'] == label).sum())}" for label in LABELS)
+    gaps = "; ".join(
+        f"{s} has no {' and no '.join(label for t, label in missing if t == s)} image"
+        for s in SPLITS
+        if any(t == s for t, _ in missing)
+    )
+    raise SplitError(
+        f"data/raw: too few distinct images to split ({gaps}): usable images {usable}, after "
+        f"dropping {dropped.get('duplicates', 0)} exact copies and "
+        f"{dropped.get('conflicting_labels', 0)} images found under both labels; give "
+        "data.source at least 3 distinct images of each class"
+    )

@@ -8,12 +8,7 @@ ways of running the pipeline re-run the same stages for the same changes.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from catdog.code_deps import code_deps
@@ -38,7 +33,7 @@ from catdog.vocabulary import (
     model_path,
 )
 
-__all__ = ["STAGES", "STAGE_NAMES", "Stage", "dvc_yaml", "fingerprint", "hash_path", "stage"]
+__all__ = ["STAGES", "STAGE_NAMES", "Stage", "dvc_yaml", "lineage_params", "stage", "upstream"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +45,6 @@ class Stage:
     deps: tuple[str, ...] = ()
     params: tuple[str, ...] = ()
     outs: tuple[str, ...] = ()
-    uncached_outs: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     image_plots: tuple[str, ...] = ()
 
@@ -70,7 +64,7 @@ class Stage:
 
     @property
     def all_outs(self) -> tuple[str, ...]:
-        return (*self.outs, *self.uncached_outs, *self.metrics, *self.image_plots)
+        return (*self.outs, *self.metrics, *self.image_plots)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -80,8 +74,7 @@ STAGES: tuple[Stage, ...] = (
         params=("data.source", "data.synthetic", "ingest"),
         # the source itself (the generator module or the user's folder/zip), from params.yaml
         deps=("${data.source}",),
-        outs=(RAW_DIR,),
-        uncached_outs=(INGEST_REPORT, INGEST_SUMMARY),
+        outs=(RAW_DIR, INGEST_REPORT, INGEST_SUMMARY),
     ),
     Stage(
         name="split",
@@ -117,8 +110,7 @@ STAGES: tuple[Stage, ...] = (
             "augment.zoom",
             "classifier",
         ),
-        outs=(model_path("classifier"),),
-        uncached_outs=(history_path("classifier"),),
+        outs=(model_path("classifier"), history_path("classifier")),
         image_plots=(history_figure("classifier"),),
     ),
     Stage(
@@ -126,8 +118,7 @@ STAGES: tuple[Stage, ...] = (
         description="Conv base + trained head, block5 unfrozen, RMSprop at a low learning rate.",
         deps=(RAW_DIR, MANIFEST, FEATURES_META, CONV_BASE_WEIGHTS, model_path("classifier")),
         params=("data.image_size", "augment.flip", "augment.rotation", "augment.zoom", "finetune"),
-        outs=(model_path("finetune"),),
-        uncached_outs=(history_path("finetune"),),
+        outs=(model_path("finetune"), history_path("finetune")),
         image_plots=(history_figure("finetune"),),
     ),
     Stage(
@@ -135,8 +126,7 @@ STAGES: tuple[Stage, ...] = (
         description="The book's small convnet trained from scratch with augmentation: baseline.",
         deps=(RAW_DIR, MANIFEST),
         params=("data.image_size", "augment.flip", "augment.rotation", "augment.zoom", "scratch"),
-        outs=(model_path("scratch"),),
-        uncached_outs=(history_path("scratch"),),
+        outs=(model_path("scratch"), history_path("scratch")),
         image_plots=(history_figure("scratch"),),
     ),
     Stage(
@@ -144,7 +134,7 @@ STAGES: tuple[Stage, ...] = (
         description="Every model on the same test set: metrics, confusion matrices, ROC curves.",
         deps=(RAW_DIR, MANIFEST, FEATURES_DIR, *(model_path(m) for m in MODELS)),
         params=("data.image_size", "evaluate"),
-        uncached_outs=(PREDICTIONS_DIR, ROC_DIR, COMPARISON),
+        outs=(PREDICTIONS_DIR, ROC_DIR, COMPARISON),
         metrics=(METRICS,),
         image_plots=(EVALUATE_FIGURES,),
     ),
@@ -159,6 +149,30 @@ def stage(name: str) -> Stage:
         if candidate.name == name:
             return candidate
     raise KeyError(f"unknown stage {name!r}; stages are: {', '.join(STAGE_NAMES)}")
+
+
+def upstream(name: str) -> tuple[str, ...]:
+    """The stages whose outputs ``name`` reads, directly or not, in pipeline order."""
+    wanted = {name}
+    for s in reversed(STAGES[: STAGE_NAMES.index(name) + 1]):
+        if s.name in wanted:
+            for earlier in STAGES[: STAGE_NAMES.index(s.name)]:
+                if any(_reads(dep, out) for dep in s.deps for out in earlier.all_outs):
+                    wanted.add(earlier.name)
+    return tuple(n for n in STAGE_NAMES if n in wanted and n != name)
+
+
+def _reads(dep: str, out: str) -> bool:
+    return dep == out or dep.startswith(f"{out}/") or out.startswith(f"{dep}/")
+
+
+def lineage_params(name: str) -> tuple[str, ...]:
+    """The params keys ``name`` and every stage upstream of it declare: all that its result
+    depends on (so comparing two runs of a stage shows every param that differs)."""
+    keys: list[str] = []
+    for stage_name in (*upstream(name), name):
+        keys += [k for k in stage(stage_name).params if k not in keys]
+    return tuple(keys)
 
 
 def _plot_defs() -> list[dict[str, Any]]:
@@ -212,54 +226,13 @@ def dvc_yaml() -> dict[str, Any]:
     for s in STAGES:
         entry: dict[str, Any] = {"desc": s.description, "cmd": s.cmd, "deps": list(s.all_deps)}
         entry["params"] = list(s.params)
-        outs: list[Any] = list(s.outs) + [{p: {"cache": False}} for p in s.uncached_outs]
-        if outs:
-            entry["outs"] = outs
+        # Every output is cached, so `dvc checkout` can restore whatever DVC removed before a
+        # run that then failed (e.g. `dvc exp run -S` with a value the stage rejects).
+        if s.outs:
+            entry["outs"] = list(s.outs)
         if s.metrics:
-            entry["metrics"] = [{p: {"cache": False}} for p in s.metrics]
+            entry["metrics"] = list(s.metrics)
         if s.image_plots:
-            entry["plots"] = [{p: {"cache": False}} for p in s.image_plots]
+            entry["plots"] = list(s.image_plots)
         stages[s.name] = entry
     return {"stages": stages, "plots": _plot_defs()}
-
-
-def _hash_file(path: Path, digest: Any) -> None:
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-
-
-def hash_path(path: Path) -> str | None:
-    """Return a content hash of a file or a directory tree, or None if it does not exist."""
-    if not path.exists():
-        return None
-    digest = hashlib.sha256()
-    if path.is_file():
-        _hash_file(path, digest)
-        return digest.hexdigest()
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            file_path = Path(root, name)
-            digest.update(file_path.relative_to(path).as_posix().encode() + b"\0")
-            _hash_file(file_path, digest)
-            digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def fingerprint(
-    s: Stage, root: Path, params: Mapping[str, Any], extra_deps: Iterable[Path] = ()
-) -> dict[str, Any]:
-    """Return what a stage's result depends on: its code, data, params and extra deps.
-
-    Args:
-        s: The stage.
-        root: The workspace the stage's paths are relative to.
-        params: The stage's params values keyed as in :attr:`Stage.params`.
-        extra_deps: Further inputs (e.g. a source folder) hashed alongside the declared ones.
-    """
-    # templated deps (``${data.source}``) are resolved by the caller and passed as extra_deps
-    deps = {p: hash_path(root / p) for p in s.all_deps if not p.startswith("${")}
-    for extra in extra_deps:
-        deps[str(extra)] = hash_path(extra)
-    return {"deps": deps, "params": json.loads(json.dumps(dict(params), sort_keys=True))}

@@ -13,6 +13,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from catdog.seeding import initialize_weights
+
 __all__ = [
     "make_conv_base",
     "make_dense_head",
@@ -42,32 +44,36 @@ def make_vgg16_preprocess(name: str = "vgg16_preprocess") -> layers.Dense:
     )
 
 
-def make_conv_base(image_size: int, weights_path: Path | None = None) -> keras.Model:
+def make_conv_base(
+    image_size: int, weights_path: Path | None = None, *, seed: int = 0
+) -> keras.Model:
     """VGG16 without its top at ``image_size``; loads ``weights_path`` if given, else untrained.
 
-    Untrained weights depend on Keras' global seed (``keras.utils.set_random_seed``).
+    Untrained weights are drawn from ``seed`` alone (:func:`catdog.seeding.initialize_weights`).
     """
     conv_base = keras.applications.VGG16(
         include_top=False, weights=None, input_shape=(image_size, image_size, 3)
     )
-    if weights_path is not None:
-        conv_base.load_weights(str(weights_path))
+    if weights_path is None:
+        return initialize_weights(conv_base, seed)
+    conv_base.load_weights(str(weights_path))
     return conv_base
 
 
 def make_dense_head(
-    feature_shape: tuple[int, ...], *, units: int = 256, dropout: float = 0.5
+    feature_shape: tuple[int, ...], *, units: int = 256, dropout: float = 0.5, seed: int = 0
 ) -> keras.Model:
     """The book's classifier on VGG16 features: Flatten, Dense(units), Dropout, Dense(1, sigmoid).
 
-    As in the book (listing 8.20), the Dense layer has no activation.
+    As in the book (listing 8.20), the Dense layer has no activation. Initial weights and dropout
+    masks are drawn from ``seed``.
     """
     inputs = keras.Input(shape=feature_shape, name="features")
     x = layers.Flatten()(inputs)
     x = layers.Dense(units)(x)
-    x = layers.Dropout(dropout)(x)
+    x = layers.Dropout(dropout, seed=seed)(x)
     outputs = layers.Dense(1, activation="sigmoid")(x)
-    return keras.Model(inputs, outputs, name="dense_head")
+    return initialize_weights(keras.Model(inputs, outputs, name="dense_head"), seed)
 
 
 def unfreeze_top(conv_base: keras.Model, count: int) -> None:

@@ -1,15 +1,153 @@
-"""What each ``catdog`` command does, one small function per command (the table is in cli.main)."""
+"""What each ``catdog`` command does, one small function per command (the table is in cli.main).
+
+Commands import what they need when they run, so ``catdog --help``, ``catdog compare`` and the
+ingest stage never pay for TensorFlow, and only commands that run flows start Prefect.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from catdog.io import write_text
-from catdog.predict import collect_images, predict_images
-from tracking.models import load_model_reference
+from workspace.lock import dvc_ancestor, hold_workspace
+from workspace.paths import tracking_home
 
-__all__ = ["run_predict"]
+if TYPE_CHECKING:
+    from workspace.params_file import ParamsUpdate
+
+__all__ = [
+    "compare",
+    "lineage",
+    "predict",
+    "prefect_server",
+    "run_pipeline",
+    "run_predict",
+    "run_stage",
+    "serve",
+    "ui",
+    "write_dvc_yaml",
+]
+
+
+def _connect_servers(workspace: Path) -> None:
+    """Fail fast if the MLflow server is down; point Prefect at its server (before importing it)."""
+    from servers.health import require_tracking_server
+    from servers.prefect import ensure_prefect_api
+    from workspace.paths import state_dir
+
+    require_tracking_server(tracking_home(workspace))  # seconds, not minutes of retries
+    os.environ["PREFECT_API_URL"] = ensure_prefect_api(state_dir(tracking_home(workspace)))
+    from cli.terminal import hide_console_tracebacks
+
+    if os.environ.get("CATDOG_DEBUG", "") in ("", "0"):
+        hide_console_tracebacks()
+
+
+def _say_params(update: ParamsUpdate) -> None:
+    """Say what was written into params.yaml, if anything."""
+    settings = " ".join(f"-S {o}" for o in update.overrides)
+    if update.preset:
+        extra = f" with {settings}" if settings else ""
+        message = f"params.yaml now holds {update.preset}{extra}"
+        sys.stderr.write(f"catdog: {message} (git diff params.yaml)\n")
+    elif update.changed:
+        sys.stderr.write(f"catdog: params.yaml: wrote {settings} (git diff params.yaml)\n")
+
+
+def run_stage(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog stage NAME``: one stage; recorded in dvc.lock by DVC, or here when run by hand."""
+    from catdog.errors import ParamsError
+    from catdog.params import load_params
+    from workspace.params_file import PARAMS_FILE, apply_params
+
+    under_dvc = dvc_ancestor() is not None
+    if under_dvc and (args.params or args.overrides):
+        raise ParamsError(
+            "--params / -S: under DVC a stage's params are params.yaml, as dvc.lock records "
+            "them; change them with `dvc exp run -S KEY=VALUE` instead"
+        )
+    with hold_workspace(workspace, f"catdog stage {args.name}"):
+        if under_dvc:
+            load_params(workspace / PARAMS_FILE, display=PARAMS_FILE)  # before any server
+        else:
+            _say_params(apply_params(workspace, args.params, args.overrides))
+        _connect_servers(workspace)
+        from flows.stages import STAGE_FLOWS
+        from servers.dask import with_task_runner
+
+        stage_flow = with_task_runner(STAGE_FLOWS[args.name], args.dask_address)
+        if under_dvc:
+            stage_flow(str(workspace))
+            return 0
+        from workspace.dvc_state import DvcRecord
+
+        record = DvcRecord(workspace)
+        with record.locked():
+            stage_flow(str(workspace))
+            record.commit(args.name)
+    return 0
+
+
+def run_pipeline(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog run``: the stages DVC finds stale, as one Prefect flow run."""
+    from workspace.params_file import apply_params
+
+    started = time.perf_counter()
+    with hold_workspace(workspace, "catdog run"):
+        _say_params(apply_params(workspace, args.params, args.overrides))
+        _connect_servers(workspace)
+        from flows.pipeline import pipeline_flow
+        from servers.dask import with_task_runner
+
+        fates = with_task_runner(pipeline_flow, args.dask_address)(str(workspace), force=args.force)
+    ran = [name for name, fate in fates.items() if fate != "up to date"]
+    sys.stdout.write(f"ran: {', '.join(ran) or 'nothing (all up to date)'}\n")
+    sys.stdout.write(_summary(workspace, time.perf_counter() - started) + "\n")
+    return 0
+
+
+def _summary(workspace: Path, elapsed: float) -> str:
+    from tracking.store import tracking_uri
+
+    return (
+        f"pipeline done in {elapsed:.0f} s. Results:\n"
+        f"  metrics      {workspace / 'reports/metrics.json'} (dvc metrics show)\n"
+        f"  comparison   {workspace / 'reports/comparison.md'}\n"
+        f"  figures      {workspace / 'reports/figures'} (dvc plots show)\n"
+        f"  models       {workspace / 'models'}\n"
+        f"  MLflow       {tracking_uri(tracking_home(workspace))} (catdog ui)"
+    )
+
+
+def dvc_yaml_text() -> str:
+    """What ``dvc.yaml`` must hold: the stage table, as YAML."""
+    import yaml
+
+    from catdog.stage_table import dvc_yaml
+
+    header = "# Generated by `catdog dvc-yaml` from catdog/stage_table.py: edit that, not this.\n"
+    return header + yaml.safe_dump(dvc_yaml(), sort_keys=False, width=100)
+
+
+def write_dvc_yaml(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog dvc-yaml``: write dvc.yaml from the stage table, or check it is current."""
+    from catdog.io import write_text
+
+    target = workspace / "dvc.yaml"
+    text = dvc_yaml_text()
+    if args.check:
+        if (target.read_text() if target.exists() else "") != text:
+            sys.stderr.write(f"{target} is stale: run `catdog dvc-yaml`\n")
+            return 1
+        sys.stdout.write(f"{target} is current\n")
+        return 0
+    write_text(target, text)
+    sys.stdout.write(f"wrote {target}\n")
+    return 0
 
 
 def run_predict(
@@ -17,12 +155,16 @@ def run_predict(
     reference: str,
     out: Path | None,
     workspace: Path,
-    tracking_home: Path,
+    home: Path,
     threshold: float = 0.5,
 ) -> int:
     """Write path, prob_dog, label as CSV (stdout or ``out``); skipped files go to stderr."""
+    from catdog.io import write_text
+    from catdog.predict import collect_images, predict_images
+    from tracking.models import load_model_reference
+
     files, problems = collect_images(inputs)
-    model = load_model_reference(reference, workspace, tracking_home)
+    model = load_model_reference(reference, workspace, home)
     table, skipped = predict_images(model, files, threshold=threshold)
     for path, reason in [*problems, *skipped]:
         sys.stderr.write(f"catdog predict: skipped {path}: {reason}\n")
@@ -33,3 +175,73 @@ def run_predict(
         write_text(out, text)
         sys.stderr.write(f"wrote {len(table)} predictions to {out}\n")
     return 0 if len(table) else 1
+
+
+def predict(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog predict``: probability of dog for image files or folders."""
+    return run_predict(
+        args.paths, args.model, args.out, workspace, tracking_home(workspace), args.threshold
+    )
+
+
+def serve(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog serve``: MLflow and Prefect servers for a team."""
+    from servers.serve import serve as serve_both
+
+    home = tracking_home(workspace)
+    return serve_both(
+        home, host=args.host, mlflow_port=args.mlflow_port, prefect_port=args.prefect_port
+    )
+
+
+def compare(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog compare``: the executions' test metrics and differing params, from MLflow."""
+    from tracking.compare import run_compare
+    from tracking.store import tracking_uri
+
+    wanted = dict(item.split("=", 1) for item in args.param if "=" in item)
+    uri = tracking_uri(tracking_home(workspace))
+    return run_compare(uri, args.experiment, args.out, args.format, args.filter, wanted)
+
+
+def lineage(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog lineage MODEL``: the data, commit and params behind a registered model."""
+    from tracking.lineage import run_lineage
+    from tracking.store import tracking_uri
+
+    uri = tracking_uri(tracking_home(workspace))
+    sys.stdout.write(run_lineage(uri, args.reference, args.json))
+    return 0
+
+
+def ui(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog ui``: MLflow's UI on the project's store (replaces this process)."""
+    from tracking.store import tracking_uri
+    from workspace.paths import MLFLOW_ARTIFACTS
+
+    home = tracking_home(workspace)
+    uri = tracking_uri(home)
+    sys.stdout.write(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)\n")
+    sys.stdout.flush()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    command += ["--host", args.host, "--port", str(args.port)]
+    command += ["--default-artifact-root", (home / MLFLOW_ARTIFACTS).as_uri()]
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
+def prefect_server(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog prefect-server start|status|stop``: the project's local Prefect server."""
+    from servers.prefect import ensure_prefect_api, stop_prefect_server
+    from workspace.paths import state_dir
+
+    folder = state_dir(tracking_home(workspace))
+    if args.action == "stop":
+        stopped = stop_prefect_server(folder)
+        sys.stdout.write("stopped the project's Prefect server\n" if stopped else "none running\n")
+    elif args.action == "start":
+        sys.stdout.write(ensure_prefect_api(folder, hold=False) + "\n")
+    else:
+        record = folder / "prefect-server.json"
+        sys.stdout.write(record.read_text() if record.exists() else "none running\n")
+    return 0

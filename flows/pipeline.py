@@ -1,74 +1,34 @@
-"""The whole pipeline as one Prefect flow run, a task run per stage that is not up to date.
+"""The whole pipeline as one Prefect flow run (``catdog run``): a child flow run per stage that DVC
+finds stale, each recorded in ``dvc.lock`` as soon as it finishes.
 
-A stage is up to date when its code, data and params (exactly the ones ``dvc.yaml`` declares,
-from the same table) hash as they did when it last ran here, and its outputs are still the ones
-it wrote. The stamps live in ``.catdog/stamps/``; outputs are written atomically and a stamp only
-after them, so an interrupted stage is simply run again.
+DVC decides (:mod:`workspace.dvc_state`): a stage runs when its code, data or params differ from
+what ``dvc.lock`` recorded, or its outputs are missing or modified, exactly as for ``dvc repro``;
+a stage whose inputs ran before is restored from DVC's run cache instead. ``params.yaml`` holds the
+run's params (a preset and ``-S`` overrides are written into it first, as ``dvc exp run -S`` does).
+The run holds the workspace and DVC's repository lock throughout.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 
-from catdog import stage_table as pipeline
-from catdog.io import write_json
-from catdog.params import Params, load_params
+from catdog import stage_table
 from catdog.weights import resolve_weights
-from flows.stages import current_flow_run_id, params_slice, run_stage
+from flows.stages import STAGE_FLOWS, current_flow_run_id
 from servers.dask import local_task_runner
 from tasks.common import run_logger
-from tasks.ingest import source_path
 from tracking.runs import finish_execution, open_execution
-from workspace.paths import state_dir, tracking_home
+from workspace.dvc_state import DvcRecord
+from workspace.lock import hold_workspace, run_owner
+from workspace.params_file import apply_params
+from workspace.paths import tracking_home
 
-__all__ = ["is_up_to_date", "pipeline_flow", "stage_fingerprint"]
+__all__ = ["pipeline_flow"]
 
-
-def _stamp_path(workspace: Path, name: str) -> Path:
-    return state_dir(workspace) / "stamps" / f"{name}.json"
-
-
-def stage_fingerprint(name: str, params: Params, workspace: Path) -> dict[str, Any]:
-    """What the stage's result depends on, as hashes and values."""
-    s = pipeline.stage(name)
-    extra = []
-    if name == "ingest":
-        source = source_path(params, workspace)
-        extra = [source] if source is not None else []
-    return pipeline.fingerprint(s, workspace, params_slice(params, s), extra)
-
-
-def _outputs(name: str, workspace: Path) -> dict[str, str | None]:
-    return {p: pipeline.hash_path(workspace / p) for p in pipeline.stage(name).all_outs}
-
-
-def is_up_to_date(name: str, params: Params, workspace: Path) -> bool:
-    """True if the stage ran here with the same inputs and its outputs are untouched."""
-    stamp = _stamp_path(workspace, name)
-    if not stamp.is_file():
-        return False
-    recorded = json.loads(stamp.read_text())
-    outputs = _outputs(name, workspace)
-    return (
-        recorded.get("fingerprint") == stage_fingerprint(name, params, workspace)
-        and None not in outputs.values()
-        and recorded.get("outputs") == outputs
-    )
-
-
-def _write_stamp(name: str, params: Params, workspace: Path) -> None:
-    write_json(
-        _stamp_path(workspace, name),
-        {
-            "fingerprint": stage_fingerprint(name, params, workspace),
-            "outputs": _outputs(name, workspace),
-        },
-    )
+TRIGGER = "catdog run"
 
 
 @flow(
@@ -79,37 +39,59 @@ def _write_stamp(name: str, params: Params, workspace: Path) -> None:
 )
 def pipeline_flow(
     root: str = ".",
-    params_path: str = "params.yaml",
+    preset: str = "",
     overrides: Sequence[str] = (),
     force: bool = False,
 ) -> dict[str, str]:
-    """Run every stage that is not up to date, in order; return each stage's fate."""
+    """Run every stage DVC finds stale, in order; return each stage's fate.
+
+    Args:
+        root: The workspace.
+        preset: A params file to copy into ``params.yaml`` first ('' keeps it).
+        overrides: ``KEY=VALUE`` strings written into ``params.yaml``, as ``dvc exp run -S``.
+        force: Run every stage, even those DVC finds up to date.
+
+    Returns:
+        ``{stage: "ran" | "restored" | "up to date"}``.
+    """
     workspace = Path(root).resolve()
-    params = load_params(workspace / params_path, overrides)
-    logger = run_logger()
-    # Fail before any work if explicit weights cannot be had (features would fail later).
-    resolve_weights(params.features.weights, root=workspace)
+    with hold_workspace(workspace, TRIGGER):
+        record = DvcRecord(workspace)
+        try:
+            with record.locked():
+                return _run_stale_stages(workspace, record, preset, overrides, force)
+        finally:
+            record.close()
+
+
+def _run_stale_stages(
+    workspace: Path, record: DvcRecord, preset: str, overrides: Sequence[str], force: bool
+) -> dict[str, str]:
+    update = apply_params(workspace, Path(preset) if preset else None, overrides)
+    params = update.params
+    resolve_weights(params.features.weights, root=workspace)  # explicit weights: fail now
     execution = None
     fates: dict[str, str] = {}
-    for name in pipeline.STAGE_NAMES:
-        if not force and is_up_to_date(name, params, workspace):
-            logger.info("%s: up to date, skipped", name)
-            fates[name] = "skipped"
-            continue
-        if execution is None:
-            execution = open_execution(
-                tracking_home(workspace),
-                workspace,
-                params.mlflow.experiment,
-                trigger="catdog run",
-                key=f"catdog-run:{current_flow_run_id()}",
-            )
-        stamp = _stamp_path(workspace, name)
-        stamp.unlink(missing_ok=True)
-        logger.info("%s: running", name)
-        run_stage(name, params, workspace, execution)
-        _write_stamp(name, params, workspace)
-        fates[name] = "ran"
+    for name in stage_table.STAGE_NAMES:
+        if not force and not record.is_stale(name):
+            fates[name] = "up to date"
+        elif not force and record.restore(name):
+            record.commit(name)
+            fates[name] = "restored"  # from DVC's run cache, as `dvc repro` would
+        else:
+            if execution is None:
+                execution = open_execution(
+                    tracking_home(workspace),
+                    workspace,
+                    params.mlflow.experiment,
+                    trigger=TRIGGER,
+                    owner=run_owner(TRIGGER),
+                    key=f"catdog-run:{current_flow_run_id()}",
+                )
+            STAGE_FLOWS[name](str(workspace), execution_key=execution.key)
+            record.commit(name)
+            fates[name] = "ran"
+        run_logger().info("%s: %s", name, fates[name])
     if execution is not None:
         finish_execution(execution)
     return fates

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import httpx
 
+from catdog.errors import CatdogError
+from workspace.paths import local_tracking_uri
+
 __all__ = [
     "FALLBACK_VARIABLE",
     "HTTP_DEFAULTS",
@@ -41,7 +44,7 @@ HTTP_DEFAULTS = {
 PROBE_TIMEOUT_S = 5.0
 
 
-class TrackingServerError(RuntimeError):
+class TrackingServerError(CatdogError, RuntimeError):
     """The MLflow tracking server the run is pointed at does not answer."""
 
 
@@ -98,7 +101,7 @@ def require_tracking_server(home: Path) -> None:
         sys.stderr.write(
             f"catdog: WARNING: MLflow tracking server {uri} is not answering ({reason}); "
             f"{FALLBACK_VARIABLE}=local: this run logs to the local store "
-            f"sqlite:///{home / 'mlflow.db'} instead, not to the server.\n"
+            f"{local_tracking_uri(home)} instead, not to the server.\n"
         )
         return
     if fallback:

@@ -18,6 +18,8 @@ from types import FrameType
 
 import httpx
 
+from workspace.paths import MLFLOW_ARTIFACTS, MLFLOW_DB, local_tracking_uri, state_dir
+
 __all__ = ["Service", "serve"]
 
 STOP_GRACE_S = 15.0
@@ -72,15 +74,15 @@ class Service:
 
 
 def _services(home: Path, host: str, mlflow_port: int, prefect_port: int) -> list[Service]:
-    state = home / ".catdog"
-    backend = f"sqlite:///{home / 'mlflow.db'}"
+    state = state_dir(home)
+    backend = local_tracking_uri(home)
     return [
         Service(
             "MLflow tracking server",
             [
                 sys.executable, "-m", "mlflow", "server",
                 "--backend-store-uri", backend,
-                "--artifacts-destination", str(home / "mlartifacts"),
+                "--artifacts-destination", str(home / MLFLOW_ARTIFACTS),
                 "--host", host, "--port", str(mlflow_port),
             ],
             f"http://{host}:{mlflow_port}/health",
@@ -138,7 +140,7 @@ def serve(
             return 0
         mlflow_url, prefect_url = services[0].url, services[1].url
         sys.stdout.write(
-            f"MLflow tracking server  {mlflow_url}   (store {home / 'mlflow.db'})\n"
+            f"MLflow tracking server  {mlflow_url}   (store {home / MLFLOW_DB})\n"
             f"Prefect server          {prefect_url}\n"
             "Point the pipeline at them from another shell:\n"
             f"  export MLFLOW_TRACKING_URI={mlflow_url}\n"

@@ -59,7 +59,7 @@ def augment(params: Params, root: Path) -> StageResult:
     remove_stale_staging(out_dir.parent)
     with atomic_dir(out_dir) as staging:
         index = materialise_views(
-            [str(root / path) for path in train["path"]],
+            list(train["path"]),
             list(train["label"]),
             staging,
             image_size=params.data.image_size,
@@ -68,6 +68,7 @@ def augment(params: Params, root: Path) -> StageResult:
             rotation=p.rotation,
             zoom=p.zoom,
             seed=p.seed,
+            root=root,
             progress=progress_logger("augment: views"),
         )
         views = np.load(staging / VIEWS_ARRAY, mmap_mode="r")

@@ -39,7 +39,7 @@ def classifier(
         x_val, y_val = load_features(folder, "validation")
         x = np.concatenate([x_train, x_aug]).astype("float32")
         y = np.concatenate([y_train, y_aug])
-        model = make_dense_head(tuple(x.shape[1:]), units=p.units, dropout=p.dropout)
+        model = make_dense_head(tuple(x.shape[1:]), units=p.units, dropout=p.dropout, seed=p.seed)
         result = train(
             model,
             (x, y),
@@ -59,7 +59,9 @@ def _train_in_model(params: Params, root: Path, on_epoch_end: EpochCallback | No
     """The book's variant: frozen conv base inside the model, augmentation at every epoch."""
     p, size, aug = params.classifier, params.data.image_size, params.augment
     conv_base = make_conv_base(size, root / vocab.CONV_BASE_WEIGHTS)
-    head = make_dense_head(conv_base.output_shape[1:], units=p.units, dropout=p.dropout)
+    head = make_dense_head(
+        conv_base.output_shape[1:], units=p.units, dropout=p.dropout, seed=p.seed
+    )
     model = make_finetune_model(
         conv_base, head, book_augmentation(aug, p.seed), image_size=size, unfreeze=0
     )

@@ -169,7 +169,8 @@ def features(params: Params, root: Path) -> StageResult:
         logger.warning(weights.warning)
     logger.info("features: VGG16 weights %s", weights.label)
     seed_everything(p.seed)
-    conv_base = make_conv_base(size, weights.path)  # float32 variables, saved as such below
+    # float32 variables, saved as such below; untrained ones drawn from the seed alone
+    conv_base = make_conv_base(size, weights.path, seed=p.seed)
     feature_shape = list(conv_base.output_shape[1:])
     manifest = read_manifest(root / vocab.MANIFEST)
     rows = {split: split_rows(manifest, split) for split in SPLITS}

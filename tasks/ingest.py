@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from prefect import task
 
 from catdog import vocabulary as vocab
-from catdog.ingest import IngestError, ingest_source, issues_markdown
+from catdog.ingest import IngestError, IngestReport, ingest_source, issues_markdown
 from catdog.io import atomic_dir, remove_stale_staging, write_json, write_text
 from catdog.results import StageResult
 from catdog.sources import PreparedSource, SourceError, prepare_source
@@ -44,6 +44,16 @@ def _prepare(params: Params, root: Path, work_dir: Path) -> PreparedSource:
         raise IngestError(str(error)) from None
 
 
+def _write_reports(
+    report: IngestReport, params: Params, prepared: PreparedSource, root: Path
+) -> None:
+    data = report.to_json()
+    data["source"] = params.data.source
+    data["layout"] = prepared.layout
+    write_json(root / vocab.INGEST_REPORT, data)
+    write_text(root / vocab.INGEST_SUMMARY, issues_markdown(data))
+
+
 @task(name="ingest", **TASK_OPTIONS)
 def ingest(params: Params, root: Path) -> StageResult:
     """Check every image of data.source and write the accepted ones to data/raw."""
@@ -58,19 +68,20 @@ def ingest(params: Params, root: Path) -> StageResult:
         prepared = _prepare(params, root, work_dir)
         logger.info("ingest: source %s, layout %s", params.data.source, prepared.layout)
         with atomic_dir(raw_dir) as staging:
-            report = ingest_source(
-                prepared,
-                staging,
-                max_pixels=params.ingest.max_pixels,
-                min_per_class=params.ingest.min_per_class,
-                workers=params.ingest.workers,
-                progress=progress_logger("ingest: checking images"),
-            )
-            data = report.to_json()
-            data["source"] = params.data.source
-            data["layout"] = prepared.layout
-            write_json(report_path, data)
-            write_text(root / vocab.INGEST_SUMMARY, issues_markdown(data))
+            try:
+                report = ingest_source(
+                    prepared,
+                    staging,
+                    max_pixels=params.ingest.max_pixels,
+                    min_per_class=params.ingest.min_per_class,
+                    workers=params.ingest.workers,
+                    progress=progress_logger("ingest: checking images"),
+                )
+            except IngestError as error:
+                if error.report is not None:  # the report of this source, not the last one's
+                    _write_reports(error.report, params, prepared, root)
+                raise IngestError(f"data.source={params.data.source}: {error}") from None
+            _write_reports(report, params, prepared, root)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     counts = report.counts

@@ -24,6 +24,7 @@ def scratch(params: Params, root: Path, on_epoch_end: EpochCallback | None = Non
     """Train the small convnet with in-model augmentation and dropout."""
     p, size, aug = params.scratch, params.data.image_size, params.augment
     seed_everything(p.seed)
-    model = make_scratch_model(size, book_augmentation(aug, p.seed), dropout=p.dropout)
+    augmentation = book_augmentation(aug, p.seed)
+    model = make_scratch_model(size, augmentation, dropout=p.dropout, seed=p.seed)
     result = train_on_images(model, root, size, p, on_epoch_end)
     return save_training_outputs("scratch", result, root)

@@ -11,7 +11,7 @@ from catdog import vocabulary as vocab
 from catdog.errors import ParamsError
 from catdog.io import atomic_file
 from catdog.results import StageResult
-from catdog.split import build_manifest, scan_images
+from catdog.split import build_manifest, check_splits, scan_images
 from tasks.common import TASK_OPTIONS, run_logger
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
@@ -38,6 +38,7 @@ def split(params: Params, root: Path) -> StageResult:
         manifest, dropped = build_manifest(images, seed=p.seed, **sizes)
     except ValueError as error:  # sizes that the data cannot meet: a params problem
         raise ParamsError(f"split.counts / split fractions: {error}") from None
+    check_splits(manifest, dropped)  # before writing: a failed split leaves nothing behind
     out = root / vocab.MANIFEST
     with atomic_file(out) as tmp:
         manifest.to_csv(tmp, index=False, lineterminator="\n")

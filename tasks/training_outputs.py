@@ -6,6 +6,7 @@ from pathlib import Path
 
 from catdog import vocabulary as vocab
 from catdog.io import atomic_file
+from catdog.models import save_model
 from catdog.plots.history import plot_history
 from catdog.results import StageResult
 from catdog.training import TrainResult, history_frame
@@ -17,8 +18,7 @@ def save_training_outputs(
 ) -> StageResult:
     """Write ``models/<name>.keras``, its history CSV and PNG; return the stage's result."""
     model_path = root / vocab.model_path(name)
-    with atomic_file(model_path) as tmp:
-        result.model.save(tmp)
+    save_model(result.model, model_path)
     history_csv = root / vocab.history_path(name)
     with atomic_file(history_csv) as tmp:
         history_frame(result.history).to_csv(tmp, index=False, lineterminator="\n")

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli.main import _QUIET_ENV
+from cli.main import QUIET_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PHOTOS = Path(
     os.environ.get("CATDOG_SHARED_PHOTOS", REPO.parent / "shared" / "data" / "dogs-vs-cats-2400")
 )
 
-for key, value in _QUIET_ENV.items():  # the command line's quiet, offline settings
+for key, value in QUIET_ENV.items():  # the command line's quiet, offline settings
     os.environ.setdefault(key, value)
 
 
@@ -108,13 +108,22 @@ def run(
     return result
 
 
+def lock_outs(workspace: Path) -> dict[str, dict[str, str]]:
+    """What dvc.lock records each stage made: stage -> {output path: DVC hash}."""
+    import yaml
+
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())
+    return {
+        name: {out["path"]: out["md5"] for out in stage.get("outs", [])}
+        for name, stage in lock["stages"].items()
+    }
+
+
 def make_project_copy(
     dest: Path, params: dict[str, object] | None = None, *, tiny: bool = True
 ) -> Path:
     """A fresh git + DVC repository holding the project's code and (by default) tiny params."""
-    import yaml
-
-    from catdog.params import apply_overrides
+    from workspace.params_file import apply_params
 
     dest.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
@@ -126,12 +135,8 @@ def make_project_copy(
     shutil.copytree(
         REPO / ".dvc", dest / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local")
     )
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
     base = TINY_PARAMS if tiny else {}
-    overrides = [f"{k}={v}" for k, v in {**base, **(params or {})}.items()]
-    (dest / "params.yaml").write_text(
-        yaml.safe_dump(apply_overrides(raw, overrides), sort_keys=False)
-    )
+    apply_params(dest, overrides=[f"{k}={v}" for k, v in {**base, **(params or {})}.items()])
     (dest / ".gitignore").write_text((REPO / ".gitignore").read_text())
     run(["git", "init", "-q"], dest)
     run(["git", "add", "-A"], dest)

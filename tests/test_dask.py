@@ -11,9 +11,9 @@ import pytest
 
 from catdog import vocabulary as vocab
 from catdog.features import Shard, assemble_shards, plan_shards
-from catdog.params import load_params
 from servers.dask import DASK_ADDRESS_ENV, LOCAL_WORKERS, task_runner
 from tests.conftest import REPO, TINY_PARAMS
+from workspace.params_file import resolve_params
 
 # batch 3 and 2 batches per shard: 8 shards, some ending in a short shard and a short batch.
 # A weights file, as with ImageNet: an untrained conv base draws its initial weights from
@@ -83,7 +83,7 @@ def test_stage_and_run_take_a_dask_address():
 
 def _params():
     overrides = [f"{k}={v}" for k, v in {**TINY_PARAMS, **SHARDED}.items()]
-    return load_params(REPO / "params.yaml", overrides)
+    return resolve_params(REPO / "params.yaml", overrides)[0]
 
 
 @pytest.fixture(scope="module")

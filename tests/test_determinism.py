@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from catdog import vocabulary as vocab
-from catdog.params import load_params
 from tests.conftest import REPO, TINY_PARAMS
+from workspace.params_file import resolve_params
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +23,7 @@ def run_all_stages(workspace: Path) -> None:
     (workspace / "catdog").mkdir(parents=True)
     shutil.copy(REPO / "catdog" / "synthetic.py", workspace / "catdog" / "synthetic.py")
     overrides = [f"{k}={v}" for k, v in {**TINY_PARAMS, "features.weights": "none"}.items()]
-    params = load_params(REPO / "params.yaml", overrides)
+    params = resolve_params(REPO / "params.yaml", overrides)[0]
     for name in STAGES:
         task = getattr(importlib.import_module(f"tasks.{name}"), name)
         task.fn(params, workspace)  # the task's own code, without a Prefect run around it

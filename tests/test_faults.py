@@ -67,7 +67,7 @@ def test_server_down_at_start_fails_within_seconds_naming_it(tmp_path, e2e_env):
     uri = f"http://127.0.0.1:{free_port()}"  # nobody listens there
     started = time.monotonic()
     result = run(
-        [sys.executable, "-m", "cli.main", "stage", "ingest"],
+        [sys.executable, "-m", "cli", "stage", "ingest"],
         project,
         dict(e2e_env, MLFLOW_TRACKING_URI=uri),
         timeout=120,
@@ -86,7 +86,7 @@ def test_fallback_to_the_local_store_is_opt_in_and_loud(tmp_path, e2e_env):
     project = make_project_copy(tmp_path / "catdog")
     uri = f"http://127.0.0.1:{free_port()}"
     env = dict(e2e_env, MLFLOW_TRACKING_URI=uri, CATDOG_TRACKING_FALLBACK="local")
-    result = run([sys.executable, "-m", "cli.main", "stage", "ingest"], project, env)
+    result = run([sys.executable, "-m", "cli", "stage", "ingest"], project, env)
     assert f"MLflow tracking server {uri} is not answering" in result.stderr
     assert f"sqlite:///{project / 'mlflow.db'}" in result.stderr
     assert (project / "data" / "raw").is_dir()

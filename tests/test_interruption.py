@@ -1,4 +1,5 @@
-"""A killed ingest leaves nothing a re-run would trust, and the re-run equals a clean run."""
+"""A killed ingest leaves nothing a re-run would trust; the re-run equals a clean run and marks
+the killed execution's MLflow runs KILLED."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
-from catdog.stage_table import hash_path
-from tests.conftest import make_project_copy, run
+from tests.conftest import lock_outs, make_project_copy, run
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +33,7 @@ def test_sigkill_half_way_then_rerun_equals_an_uninterrupted_run(tmp_path, e2e_e
     params = {"data.synthetic.per_class": 600, "ingest.workers": 1}
     killed = make_project_copy(tmp_path / "killed", params)
     clean = make_project_copy(tmp_path / "clean", params)
-    command = [sys.executable, "-m", "cli.main", "stage", "ingest"]
+    command = [sys.executable, "-m", "cli", "stage", "ingest"]
     process = subprocess.Popen(
         command,
         cwd=killed,
@@ -54,9 +55,18 @@ def test_sigkill_half_way_then_rerun_equals_an_uninterrupted_run(tmp_path, e2e_e
     assert not (killed / "data" / "raw").exists()  # nothing half-written under the real name
     assert not (killed / "reports" / "ingest.json").exists()
 
-    run([sys.executable, "-m", "cli.main", "stage", "ingest"], killed, e2e_env)
-    run([sys.executable, "-m", "cli.main", "stage", "ingest"], clean, e2e_env)
-    assert hash_path(killed / "data" / "raw") == hash_path(clean / "data" / "raw")
+    assert not (killed / "dvc.lock").exists()  # the killed stage is not recorded as done
+    client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
+    (experiment,) = client.search_experiments()
+    running = client.search_runs([experiment.experiment_id])
+    assert {r.info.status for r in running} == {"RUNNING"} and len(running) == 2
+
+    run(command, killed, e2e_env)
+    run(command, clean, e2e_env)
+    assert lock_outs(killed)["ingest"] == lock_outs(clean)["ingest"]  # same bytes, by DVC's hash
+    status = {r.info.run_id: r.info.status for r in client.search_runs([experiment.experiment_id])}
+    assert [status[r.info.run_id] for r in running] == ["KILLED", "KILLED"]
+    assert sorted(status.values()) == ["FINISHED", "FINISHED", "KILLED", "KILLED"]
     assert (killed / "reports/ingest.json").read_text() == (
         clean / "reports/ingest.json"
     ).read_text()

@@ -1,9 +1,11 @@
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from catdog.params import Params, ParamsError, apply_overrides, load_params, parse_params
+from catdog.params import Params, ParamsError, load_params
+from workspace.params_file import apply_params, resolve_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -16,38 +18,80 @@ def test_params_yaml_matches_the_defaults_and_lists_every_key():
 
 
 @pytest.mark.parametrize(
-    ("override", "key", "words"),
+    ("override", "message"),
     [
-        ("classifier.epocs=3", "classifier.epocs", "did you mean 'epochs'"),
-        ("classifer.epochs=3", "classifer", "unknown key"),
-        ("split.train=0.9", "split", "sum to 1"),
-        ("data.image_size=16", "data.image_size", "greater than or equal to 32"),
-        ("data.image_size=60", "data.image_size", "at least 78"),
-        ("classifier.epochs=many", "classifier.epochs", "integer"),
-        ("features.weights=vgg.bin", "features.weights", "weights file"),
-        ("augment.zoom=1.5", "augment.zoom", "less than 1"),
+        (
+            "classifier.epocs=3",
+            "-S classifier.epocs=3: classifier.epocs: unknown key (did you mean 'epochs'?)",
+        ),
+        (
+            "classifer.epochs=3",
+            "-S classifer.epochs=3: classifer: unknown key (did you mean 'classifier'?)",
+        ),
+        (
+            "split.train=0.9",
+            "-S split.train=0.9: split: train + validation + test must sum to 1, got 1.3",
+        ),
+        (
+            "data.image_size=16",
+            "-S data.image_size=16: data.image_size: must be at least 78 (the from-scratch "
+            "convnet's five 3x3 convolutions and four poolings need it), got 16",
+        ),
+        ("data.image_size=60", "-S data.image_size=60: data.image_size: must be at least 78"),
+        ("classifier.epochs=many", "-S classifier.epochs=many: classifier.epochs: Input should"),
+        ("features.weights=vgg.bin", "-S features.weights=vgg.bin: features.weights: must be"),
+        ("augment.zoom=1.5", "-S augment.zoom=1.5: augment.zoom: Input should be less than 1"),
+        ("classifier.epochs", "-S classifier.epochs: expected KEY=VALUE"),
+        ("classifier.epochs=[1", "-S classifier.epochs=[1: not a valid override"),
     ],
 )
-def test_bad_params_fail_naming_the_key(override, key, words):
+def test_bad_overrides_fail_in_one_line_naming_the_override(override, message):
     with pytest.raises(ParamsError) as error:
-        load_params(REPO / "params.yaml", [override])
-    message = str(error.value)
-    assert f"  {key}:" in message
-    assert words in message
-    assert str(REPO / "params.yaml") in message
+        resolve_params(REPO / "params.yaml", [override], shown="params.yaml")
+    text = str(error.value)
+    assert "\n" not in text
+    assert text.startswith(message), text
 
 
-def test_overrides_parse_yaml_values_and_do_not_touch_the_input():
-    raw = {"classifier": {"epochs": 20}}
-    out = apply_overrides(raw, ["classifier.epochs=5", "features.weights=none"])
-    assert out == {"classifier": {"epochs": 5}, "features": {"weights": "none"}}
-    assert raw == {"classifier": {"epochs": 20}}
-    assert parse_params(out).classifier.epochs == 5
+def test_a_bad_value_in_the_file_names_the_file_not_an_override(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text((REPO / "params.yaml").read_text().replace("epochs: 20", "epochs: 0", 1))
+    with pytest.raises(ParamsError) as error:
+        resolve_params(bad, ["scratch.epochs=3"], shown="params.yaml")
+    assert str(error.value).startswith("params.yaml: classifier.epochs: Input should be greater")
 
 
-def test_malformed_override_and_files(tmp_path):
-    with pytest.raises(ParamsError, match="key=value"):
-        apply_overrides({}, ["classifier.epochs"])
+def test_overrides_are_written_as_dvc_exp_run_writes_them(tmp_path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    before = (tmp_path / "params.yaml").read_text()
+    update = apply_params(tmp_path, overrides=["classifier.epochs=5", "split.counts=[3,1,1]"])
+    after = (tmp_path / "params.yaml").read_text()
+    assert update.changed and update.params.classifier.epochs == 5
+    assert update.params.split.counts == (3, 1, 1)
+    assert "# Parameters of every stage" in after  # DVC's writer keeps the comments
+    assert load_params(tmp_path / "params.yaml") == update.params
+    assert after.count("\n") >= before.count("\n")
+    assert not apply_params(tmp_path, overrides=["classifier.epochs=5"]).changed
+
+
+def test_a_rejected_override_writes_nothing(tmp_path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    before = (tmp_path / "params.yaml").read_bytes()
+    with pytest.raises(ParamsError):
+        apply_params(tmp_path, overrides=["classifier.epochs=3", "scratch.epochs=-1"])
+    assert (tmp_path / "params.yaml").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_a_preset_replaces_params_yaml(tmp_path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    update = apply_params(tmp_path, REPO / "params-book.yaml", ["scratch.epochs=7"])
+    assert update.preset.endswith("params-book.yaml") and update.changed
+    assert update.params.data.image_size == 180 and update.params.scratch.epochs == 7
+    assert "# The book's recipe" in (tmp_path / "params.yaml").read_text()
+
+
+def test_malformed_files(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"

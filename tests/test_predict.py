@@ -11,6 +11,7 @@ import pytest
 
 from catdog.augmentation import make_augmentation
 from catdog.convnets import make_scratch_model
+from catdog.errors import ModelReferenceError
 from cli.commands import run_predict
 from tests.conftest import SHARED_PHOTOS, write_image
 
@@ -72,5 +73,5 @@ def test_nothing_readable_exits_non_zero_and_bad_model_says_what_to_do(tmp_path,
     broken = tmp_path / "x.jpg"
     broken.write_text("not an image")
     assert run_predict([broken], str(scratch_model), None, tmp_path, tmp_path) == 1
-    with pytest.raises(FileNotFoundError, match="dvc repro"):
+    with pytest.raises(ModelReferenceError, match="dvc repro"):
         run_predict([broken], "models/missing.keras", None, tmp_path, tmp_path)

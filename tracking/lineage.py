@@ -25,6 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from catdog import stage_table as pipeline
+from catdog.errors import ModelReferenceError
 from catdog.io import write_json
 from catdog.vocabulary import (
     AUGMENTED_DIR,
@@ -223,7 +224,7 @@ def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
     """
     match = _REFERENCE.match(reference.strip())
     if not match:
-        raise ValueError(
+        raise ModelReferenceError(
             f"{reference!r} is not a registered model reference: use NAME@ALIAS (e.g. "
             "catdog@champion), NAME/VERSION (e.g. catdog-scratch/3) or models:/ of those"
         )
@@ -241,9 +242,9 @@ def _version(client: MlflowClient, reference: str) -> Any:
             f"name = '{name}'", order_by=["version_number DESC"], max_results=1
         )
     except MlflowException as error:
-        raise ValueError(f"{reference}: {error.message}") from None
+        raise ModelReferenceError(f"{reference}: {error.message}") from None
     if not latest:
-        raise ValueError(f"{reference}: no registered model of that name has a version")
+        raise ModelReferenceError(f"{reference}: no registered model of that name has a version")
     return latest[0]
 
 

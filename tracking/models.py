@@ -12,6 +12,7 @@ import keras
 import mlflow
 import numpy as np
 
+from catdog.errors import ModelReferenceError
 from catdog.predict import images_model
 from tracking.store import tracking_uri
 
@@ -45,25 +46,41 @@ def log_keras_model(path: Path, *, name: str, registered_model_name: str | None 
     )
 
 
-def load_model_reference(reference: str, workspace: Path, tracking_home: Path) -> keras.Model:
-    """A ``.keras`` path, or an MLflow ``runs:/`` / ``models:/`` URI, as a model taking images."""
-    if reference.startswith(("runs:/", "models:/")):
-        mlflow.set_tracking_uri(tracking_uri(tracking_home))
+def _load_mlflow_model(reference: str) -> keras.Model:
+    """The Keras model behind a ``runs:/`` or ``models:/`` URI (the champion's too)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
         flavors = mlflow.models.get_model_info(reference).flavors
         if "keras" in flavors:
-            model = mlflow.keras.load_model(reference)
-        else:  # the served champion (flows/served_model.py): its Keras model takes images
-            served = mlflow.pyfunc.load_model(reference).unwrap_python_model()
-            if not isinstance(getattr(served, "model", None), keras.Model):
-                raise ValueError(f"--model {reference}: not a catdog model (flavors: {flavors})")
-            model = served.model
-    else:
-        path = Path(reference)
-        path = path if path.is_absolute() else workspace / path
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"--model {reference}: no such file; run the pipeline (`dvc repro`) or give a "
-                ".keras file or an MLflow runs:/ or models:/ URI"
-            )
-        model = keras.saving.load_model(path, safe_mode=True)
-    return images_model(model, workspace)
+            return mlflow.keras.load_model(reference)
+        served = mlflow.pyfunc.load_model(reference).unwrap_python_model()
+    except (MlflowException, OSError) as error:
+        reason = (getattr(error, "message", "") or str(error)).splitlines()[0]
+        raise ModelReferenceError(
+            f"--model {reference}: {reason}; see the registered models in MLflow's UI "
+            "(catdog ui), or give a .keras file"
+        ) from None
+    model = getattr(served, "model", None)  # the served champion (tracking/served_model.py)
+    if not isinstance(model, keras.Model):
+        raise ModelReferenceError(f"--model {reference}: not a catdog model (flavors: {flavors})")
+    return model
+
+
+def load_model_reference(reference: str, workspace: Path, tracking_home: Path) -> keras.Model:
+    """A ``.keras`` path, or an MLflow ``runs:/`` / ``models:/`` URI, as a model taking images.
+
+    Raises:
+        ModelReferenceError: No such file, run or registered model, or not a catdog model.
+    """
+    if reference.startswith(("runs:/", "models:/")):
+        mlflow.set_tracking_uri(tracking_uri(tracking_home))
+        return images_model(_load_mlflow_model(reference), workspace)
+    path = Path(reference)
+    path = path if path.is_absolute() else workspace / path
+    if not path.is_file():
+        raise ModelReferenceError(
+            f"--model {reference}: no such file; run the pipeline (`dvc repro`) or give a "
+            ".keras file or an MLflow runs:/ or models:/ URI"
+        )
+    return images_model(keras.saving.load_model(path, safe_mode=True), workspace)

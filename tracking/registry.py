@@ -19,17 +19,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import keras
 import mlflow
-from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, DataType, Schema
 
 from catdog import vocabulary as vocab
-from catdog.models import load_model
-from catdog.predict import images_model
 from tracking.lineage import LINEAGE_TAG_KEYS, dvc_hash
-from tracking.models import log_keras_model, pip_requirements
 
 __all__ = [
     "ALIAS",
@@ -81,6 +75,8 @@ def _version_of(name: str, model_hash: str) -> Any | None:
 
 def _register_from_workspace(stage: str, root: Path, model_hash: str) -> Any:
     """Register the workspace's model when no version of it exists (e.g. trained elsewhere)."""
+    from tracking.models import log_keras_model  # Keras: only evaluate's process gets here
+
     info = log_keras_model(
         root / vocab.model_path(stage),
         name=f"model_{stage}",
@@ -110,6 +106,14 @@ def _serving_version(source: Any, stage: str, root: Path, threshold: float) -> s
     )
     if existing:
         return str(existing[0].version)
+    # Keras and TensorFlow: only evaluate's process registers a champion
+    import keras
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema
+
+    from catdog.models import load_model
+    from catdog.predict import images_model
+    from tracking.models import pip_requirements
 
     signature = ModelSignature(
         inputs=Schema([ColSpec(DataType.binary, "image")]),

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -23,44 +25,27 @@ from mlflow.tracking import MlflowClient
 from catdog.results import StageResult, flat
 from catdog.vocabulary import METRICS, MODELS
 from tracking.lineage import git_commit
-from tracking.models import log_keras_model
 from tracking.registry import REGISTERED_NAMES, tag_version
 from tracking.store import configure_mlflow
+from workspace.lock import Owner
 
 __all__ = [
     "Execution",
     "epoch_logger",
     "finish_execution",
     "log_stage_result",
+    "mark_killed_runs",
     "open_execution",
     "read_model_results",
     "stage_run",
 ]
 
+log = logging.getLogger("catdog")
+
 EXECUTION_TAG = "catdog.execution"
-
-
-def _ancestor_dvc_process() -> str:
-    """Identify the ``dvc repro`` / ``dvc exp run`` process this stage runs under, if any."""
-    try:
-        import psutil
-
-        process = psutil.Process().parent()
-        while process is not None:
-            cmdline = " ".join(process.cmdline())
-            if (
-                "dvc" in Path(process.cmdline()[0]).name
-                or " -m dvc" in cmdline
-                or (len(process.cmdline()) > 1 and Path(process.cmdline()[1]).name == "dvc")
-            ):
-                return f"dvc:{process.pid}:{process.create_time():.3f}"
-            process = process.parent()
-    except Exception:
-        return ""
-    return ""
-
-
-# The data a stage's lineage names, as MLflow tags holding DVC's hash of each.
+OWNER_TAG = "catdog.owner"  # pid:start time of the process the run belongs to
+HOST_TAG = "catdog.host"
+WORKSPACE_TAG = "catdog.workspace"
 
 
 def read_model_results(root: Path) -> dict[str, dict[str, float]]:
@@ -76,42 +61,87 @@ class Execution:
     run_id: str
     key: str
     trigger: str
+    owner_tags: Mapping[str, str]  # OWNER_TAG, HOST_TAG, WORKSPACE_TAG: copied onto each child
+
+
+def _owner_tags(owner: Owner, workspace: Path) -> dict[str, str]:
+    return {
+        OWNER_TAG: f"{owner.pid}:{owner.created:.3f}",
+        HOST_TAG: socket.gethostname(),
+        WORKSPACE_TAG: str(workspace),
+    }
+
+
+def _owner_of(tags: Mapping[str, str]) -> Owner | None:
+    pid, _, created = tags.get(OWNER_TAG, "").partition(":")
+    try:
+        return Owner(int(pid), float(created), "")
+    except ValueError:
+        return None
+
+
+def mark_killed_runs(client: MlflowClient, experiment_id: str, workspace: Path) -> list[str]:
+    """Mark KILLED the runs of this workspace still RUNNING whose process is gone.
+
+    A run killed mid-stage (SIGKILL, a lost machine) cannot tell MLflow; the next run started in
+    the same workspace does. Returns the ids of the runs marked.
+    """
+    quoted = str(workspace).replace("'", "\\'")
+    stale = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{WORKSPACE_TAG}` = '{quoted}'",
+        max_results=1000,
+    )
+    marked = []
+    for run in stale:
+        owner = _owner_of(run.data.tags)
+        if run.data.tags.get(HOST_TAG) != socket.gethostname() or owner is None or owner.alive():
+            continue
+        client.set_tag(run.info.run_id, "catdog.error", "its process ended before it finished")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        marked.append(run.info.run_id)
+    if marked:
+        log.warning("marked %d run(s) of an interrupted execution as KILLED", len(marked))
+    return marked
 
 
 def open_execution(
-    home: Path, root: Path, experiment: str, *, trigger: str, key: str = ""
+    home: Path, root: Path, experiment: str, *, trigger: str, owner: Owner, key: str = ""
 ) -> Execution:
     """Find or create the parent run of this pipeline execution.
 
-    Under ``dvc repro`` every stage is a separate process; they share one parent run found by the
-    DVC process they descend from (or by ``CATDOG_EXECUTION`` if the caller sets it).
+    Under ``dvc repro`` every stage is a separate process; they share one parent run found by
+    the DVC process they descend from (their ``owner``), or by ``key`` when the caller gives one.
+    Runs of this workspace left RUNNING by a killed execution are marked KILLED first.
     """
     experiment_id = configure_mlflow(home, experiment)
-    key = key or os.environ.get("CATDOG_EXECUTION", "") or _ancestor_dvc_process()
     client = MlflowClient()
-    if key:
-        existing = client.search_runs(
-            [experiment_id], filter_string=f"tags.`{EXECUTION_TAG}` = '{key}'", max_results=1
-        )
-        if existing:
-            run_id = existing[0].info.run_id
-            client.update_run(run_id, status="RUNNING")
-            return Execution(run_id, key, trigger)
+    key = key or f"{trigger}:{owner.pid}:{owner.created:.3f}"
+    existing = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{EXECUTION_TAG}` = '{key}'", max_results=1
+    )
+    owner_tags = _owner_tags(owner, root)
+    if existing:
+        run_id = existing[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return Execution(run_id, key, trigger, owner_tags)
+    mark_killed_runs(client, experiment_id, root)
     commit, dirty = git_commit(root)
     name = f"{trigger} {time.strftime('%Y-%m-%d %H:%M:%S')}"
     run = client.create_run(
         experiment_id,
         run_name=name,
         tags={
-            EXECUTION_TAG: key or f"{trigger}:{os.getpid()}:{time.time():.3f}",
+            EXECUTION_TAG: key,
             "catdog.trigger": trigger,
             "catdog.kind": "pipeline",
             "git.commit": commit,
             "git.dirty": str(dirty).lower(),
             "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+            **owner_tags,
         },
     )
-    return Execution(run.info.run_id, key, trigger)
+    return Execution(run.info.run_id, key, trigger, owner_tags)
 
 
 def finish_execution(execution: Execution, status: str = "FINISHED") -> None:
@@ -132,6 +162,7 @@ def stage_run(
         "git.dirty": str(dirty).lower(),
         "dvc.stage": os.environ.get("DVC_STAGE", ""),
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        **execution.owner_tags,
         **(tags or {}),
     }
     with mlflow.start_run(
@@ -139,17 +170,18 @@ def stage_run(
     ) as run:
         try:
             yield run
-        except BaseException:
+        except BaseException as error:
             # Bookkeeping only: it must not replace the stage's own error, which is what the
             # user needs to see, e.g. when the tracking server is gone and these calls fail too.
             from servers.health import tracking_server_gone
 
+            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
             with contextlib.suppress(Exception):
                 if not tracking_server_gone(mlflow.get_tracking_uri()):
-                    mlflow.set_tag("catdog.error", "stage failed; see the Prefect flow run log")
-                    MlflowClient().set_terminated(execution.run_id, status="FAILED")
+                    mlflow.set_tag("catdog.error", f"{stage} failed: {error}"[:5000])
+                    MlflowClient().set_terminated(execution.run_id, status=status)
             with contextlib.suppress(Exception):  # here, so leaving the block does not retry it
-                mlflow.end_run("FAILED")
+                mlflow.end_run(status)
             raise
 
 
@@ -187,6 +219,8 @@ def log_stage_result(result: StageResult, params: Mapping[str, Any]) -> None:
             folder = "plots" if artifact.suffix == ".png" else "reports"
             mlflow.log_artifact(str(artifact), artifact_path=folder)
     if result.model_path is not None:
+        from tracking.models import log_keras_model  # Keras: only model stages log a model
+
         registered = REGISTERED_NAMES.get(result.stage)
         info = log_keras_model(result.model_path, name="model", registered_model_name=registered)
         if registered:

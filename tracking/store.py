@@ -13,12 +13,14 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from workspace.paths import MLFLOW_ARTIFACTS, local_tracking_uri
+
 __all__ = ["configure_mlflow", "tracking_uri"]
 
 
 def tracking_uri(home: Path) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the project's SQLite store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(home)
 
 
 def configure_mlflow(home: Path, experiment: str) -> str:
@@ -32,7 +34,7 @@ def configure_mlflow(home: Path, experiment: str) -> str:
     else:
         location = None
         if uri.startswith("sqlite:"):
-            location = (home / "mlartifacts").resolve().as_uri()
+            location = (home / MLFLOW_ARTIFACTS).resolve().as_uri()
         try:
             experiment_id = client.create_experiment(experiment, artifact_location=location)
         except mlflow.exceptions.MlflowException:  # created meanwhile by another process

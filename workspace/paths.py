@@ -1,11 +1,28 @@
-"""Where things live: the workspace a stage runs in, and the project home that outlives it."""
+"""Where things live: the workspace a stage runs in, and the project home that outlives it.
+
+The home holds what is not a pipeline output and must outlive a queued experiment's temporary
+copy: the MLflow store (``mlflow.db``, ``mlartifacts/``) and ``.catdog/`` (the Prefect server's
+home, logs, the record of the run in progress).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["find_workspace", "state_dir", "tracking_home"]
+__all__ = [
+    "MLFLOW_ARTIFACTS",
+    "MLFLOW_DB",
+    "STATE_DIR",
+    "find_workspace",
+    "local_tracking_uri",
+    "state_dir",
+    "tracking_home",
+]
+
+STATE_DIR = ".catdog"
+MLFLOW_DB = "mlflow.db"
+MLFLOW_ARTIFACTS = "mlartifacts"
 
 
 def find_workspace(start: Path | None = None) -> Path:
@@ -28,7 +45,12 @@ def tracking_home(workspace: Path) -> Path:
 
 
 def state_dir(home: Path) -> Path:
-    """Local state that is not a pipeline output (Prefect server record, run stamps)."""
-    path = home / ".catdog"
+    """Local state that is not a pipeline output (``.catdog/``), created if missing."""
+    path = home / STATE_DIR
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def local_tracking_uri(home: Path) -> str:
+    """The project's own MLflow store: SQLite in ``<home>/mlflow.db``."""
+    return f"sqlite:///{home / MLFLOW_DB}"

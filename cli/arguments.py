@@ -1,0 +1,124 @@
+"""The arguments of each ``catdog`` command (the table of commands is in :mod:`cli.main`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from catdog.stage_table import STAGES
+
+__all__ = [
+    "STAGE_DESCRIPTION",
+    "add_compare",
+    "add_dvc_yaml",
+    "add_lineage",
+    "add_predict",
+    "add_prefect_server",
+    "add_run",
+    "add_serve",
+    "add_stage",
+    "add_ui",
+]
+
+STAGE_DESCRIPTION = (
+    "Run one pipeline stage as a Prefect flow, logged as a child MLflow run. Under DVC "
+    "(`dvc repro`) DVC records it in dvc.lock; run by hand, it holds DVC's lock and records it "
+    "itself.\n\n" + "\n".join(f"  {s.name:<11} {s.description}" for s in STAGES)
+)
+
+
+def _add_params_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--params",
+        metavar="FILE",
+        type=Path,
+        help="a preset params file (e.g. params-book.yaml) to copy into params.yaml first",
+    )
+    parser.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="write a parameter into params.yaml first, as `dvc exp run -S` does, e.g. "
+        "-S classifier.epochs=5 (repeatable)",
+    )
+
+
+def _add_dask_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dask-address",
+        metavar="ADDRESS",
+        help="run the features stage's shards on this Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+        "(default: $CATDOG_DASK_ADDRESS, else threads in this process)",
+    )
+
+
+def add_stage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=[s.name for s in STAGES], metavar="NAME")
+    _add_params_options(parser)
+    _add_dask_option(parser)
+
+
+def add_run(parser: argparse.ArgumentParser) -> None:
+    _add_params_options(parser)
+    parser.add_argument("--force", action="store_true", help="run every stage, even if up to date")
+    _add_dask_option(parser)
+
+
+def add_dvc_yaml(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is stale")
+
+
+def add_predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="images or folders")
+    parser.add_argument(
+        "--model",
+        default="models/finetune.keras",
+        metavar="REF",
+        help="a .keras file, or an MLflow runs:/ or models:/ URI, e.g. models:/catdog@champion "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--out", type=Path, metavar="FILE", help="CSV file (default: stdout)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="default: %(default)s")
+
+
+def add_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (loopback)")
+    parser.add_argument("--mlflow-port", type=int, default=5000, help="default: %(default)s")
+    parser.add_argument("--prefect-port", type=int, default=4200, help="default: %(default)s")
+
+
+def add_compare(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", default="catdog", help="default: %(default)s")
+    parser.add_argument("--out", type=Path, metavar="FILE", help=".md or .html (default: stdout)")
+    parser.add_argument("--format", choices=["markdown", "html"], help="default: from --out")
+    parser.add_argument(
+        "--filter", default="", metavar="EXPR", help="MLflow search filter on the parent runs"
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep executions that used this param value, e.g. classifier.epochs=5",
+    )
+
+
+def add_lineage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "reference",
+        metavar="MODEL",
+        help="NAME@ALIAS (e.g. catdog@champion), NAME/VERSION (e.g. catdog-scratch/2), or NAME",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def add_ui(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
+    parser.add_argument("--port", type=int, default=5000, help="default: %(default)s")
+
+
+def add_prefect_server(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["start", "status", "stop"])

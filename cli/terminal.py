@@ -1,0 +1,39 @@
+"""What the terminal shows of a run: Prefect's lines without tracebacks (unless debugging).
+
+Prefect logs a failed task or flow with its traceback on the console, before catdog's one-line
+``catdog: error:`` message. The flow run's logs in Prefect's UI keep the traceback; the terminal
+shows Prefect's one-line summary of it and catdog's line, which says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+
+__all__ = ["hide_console_tracebacks"]
+
+
+class _WithoutTraceback(logging.Formatter):
+    """Another formatter's output for a record, leaving out its exception and stack."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self.inner.format(record)
+        finally:  # the record goes on to other handlers (Prefect's API) as it came
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def hide_console_tracebacks() -> None:
+    """Leave tracebacks out of Prefect's console output in this process (call after import)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+            handler.formatter, _WithoutTraceback
+        ):
+            handler.setFormatter(_WithoutTraceback(handler.formatter or logging.Formatter()))

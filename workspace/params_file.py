@@ -1,0 +1,101 @@
+"""``params.yaml`` as the one record of a run's params: presets and ``-S`` overrides go into it.
+
+``catdog run --params FILE -S key=value`` makes ``params.yaml`` hold ``FILE`` with the overrides
+applied, written the way ``dvc exp run -S`` writes them (DVC's own Hydra-override code, which
+keeps the file's comments), so ``dvc.lock`` always records the params the run used. Everything is
+checked first: a bad key or value changes nothing and fails naming ``-S`` or the file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from catdog.errors import ParamsError
+from catdog.io import atomic_file
+from catdog.params import Params, parse_params, read_params_file, unknown_key
+
+__all__ = ["PARAMS_FILE", "ParamsUpdate", "apply_params", "resolve_params"]
+
+PARAMS_FILE = "params.yaml"
+
+
+@dataclass(frozen=True)
+class ParamsUpdate:
+    """The params a run uses, and what was done to ``params.yaml`` to get them."""
+
+    params: Params
+    changed: bool  # params.yaml was rewritten
+    preset: str = ""  # the preset file copied into it, if any
+    overrides: tuple[str, ...] = ()
+
+
+def _override_key(text: str) -> str:
+    key, sep, _ = text.partition("=")
+    if not sep or not key.strip():
+        raise ParamsError(f"-S {text}: expected KEY=VALUE, e.g. -S classifier.epochs=5")
+    key = key.strip().lstrip("+~")
+    problem = unknown_key(key)
+    if problem:
+        raise ParamsError(f"-S {text}: {problem}")
+    return key
+
+
+def _apply_overrides(path: Path, overrides: Sequence[str]) -> None:
+    """Apply the overrides to the YAML file at ``path`` as ``dvc exp run -S`` does."""
+    from dvc.exceptions import InvalidArgumentError
+    from dvc.utils.hydra import apply_overrides
+
+    for text in overrides:  # one at a time, so a bad one is named
+        try:
+            apply_overrides(path, [text])
+        except InvalidArgumentError as error:
+            cause = str(error.__cause__ or error).splitlines()[0]
+            raise ParamsError(f"-S {text}: not a valid override ({cause})") from None
+
+
+def resolve_params(
+    source: Path, overrides: Sequence[str] = (), *, shown: str | None = None
+) -> tuple[Params, bytes]:
+    """The params of ``source`` with ``overrides`` applied, and the YAML text that holds them.
+
+    Nothing is written; ``shown`` names the file in errors (default: its path).
+
+    Raises:
+        ParamsError: A missing or invalid file, or a bad override; the message names
+            ``-S KEY=VALUE`` or the file, and the key.
+    """
+    shown = shown or str(source)
+    read_params_file(source, display=shown)  # missing or malformed: fail naming it
+    origins = {_override_key(text): f"-S {text}" for text in overrides}
+    with tempfile.TemporaryDirectory(prefix="catdog-params-") as scratch:
+        draft = Path(scratch) / PARAMS_FILE
+        shutil.copyfile(source, draft)
+        _apply_overrides(draft, overrides)
+        params = parse_params(read_params_file(draft, display=shown), origin=shown, origins=origins)
+        return params, draft.read_bytes()
+
+
+def apply_params(
+    workspace: Path, preset: Path | None = None, overrides: Sequence[str] = ()
+) -> ParamsUpdate:
+    """Make ``params.yaml`` hold ``preset`` (default: itself) with ``overrides`` applied.
+
+    Nothing is written unless the result is valid and differs from what is there.
+
+    Raises:
+        ParamsError: As :func:`resolve_params`.
+    """
+    target = workspace / PARAMS_FILE
+    source = preset if preset is not None else target
+    shown = PARAMS_FILE if source == target else str(preset)
+    params, text = resolve_params(source, overrides, shown=shown)
+    changed = not target.is_file() or target.read_bytes() != text
+    if changed:
+        with atomic_file(target) as tmp:
+            tmp.write_bytes(text)
+    shown_preset = str(preset) if preset is not None else ""
+    return ParamsUpdate(params, changed, shown_preset, tuple(overrides))
