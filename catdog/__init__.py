@@ -1,1 +1,1 @@
-"""catdog's core: the pipeline's data and ML logic as plain functions (no Prefect, MLflow or DVC)."""
+"""catdog's core: the data and ML logic as plain functions (no Prefect, MLflow or DVC)."""

@@ -1,1 +1,1 @@
-"""The Prefect flows: one per pipeline stage (flows.stages) and the whole pipeline (flows.pipeline)."""
+"""The Prefect flows: one per stage (flows.stages) and the whole pipeline (flows.pipeline)."""

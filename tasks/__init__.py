@@ -1,1 +1,1 @@
-"""One thin Prefect task per pipeline stage: read inputs, call the core, write outputs atomically."""
+"""One thin Prefect task per stage: read inputs, call the core, write outputs atomically."""
