@@ -176,10 +176,10 @@ def main() -> None:
         stage_s = stage_path(small, args.size, Path(scratch) / "features.npy")
     sharded_s = {}
     with tempfile.TemporaryDirectory() as state:
-        from servers.prefect import ensure_prefect_api, stop_prefect_server
+        from servers.prefect import ensure_prefect_api, prefect_home, stop_prefect_server
 
-        os.environ["PREFECT_HOME"] = str(Path(state) / "home")  # before Prefect is imported
-        os.environ["PREFECT_API_URL"] = ensure_prefect_api(Path(state), hold=False)
+        os.environ["PREFECT_HOME"] = str(prefect_home(Path(state)))  # before Prefect is imported
+        os.environ["PREFECT_API_URL"] = ensure_prefect_api(Path(state))
         try:
             for shard_batches in (16, 1):  # the default (one shard here), the smallest shards
                 with tempfile.TemporaryDirectory() as scratch:

@@ -52,15 +52,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-S", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    from servers.prefect import ensure_prefect_api, stop_prefect_server
+    from servers.prefect import ensure_prefect_api, prefect_home, stop_prefect_server
 
     params = dict(o.split("=", 1) for o in args.overrides)
     with tempfile.TemporaryDirectory(prefix="catdog-bench-pipeline-") as scratch:
         root = Path(scratch)
         started = time.perf_counter()
-        env_vars = dict(os.environ, PREFECT_HOME=str(root / "prefect-home"))
+        env_vars = dict(os.environ, PREFECT_HOME=str(prefect_home(root / "state")))
         os.environ.update(env_vars)
-        url = ensure_prefect_api(root / "state", hold=False)
+        url = ensure_prefect_api(root / "state")
         server_s = time.perf_counter() - started
         env = project_env(
             {

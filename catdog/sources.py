@@ -51,8 +51,11 @@ __all__ = [
     "label_for",
     "output_stems",
     "prepare_source",
+    "resolve_source",
 ]
 
+#: ``data.source`` for the embedded generator of cartoon cats and dogs.
+SYNTHETIC_SOURCE = "catdog/synthetic.py"
 LAYOUTS: tuple[str, ...] = ("flat", "class_folders", "nested_class_folders", "mixed", "unlabelled")
 
 MiB = 1024 * 1024
@@ -148,6 +151,22 @@ class _Budget:
 
 def _not_a_source(source: Path) -> SourceError:
     return SourceError(f"data.source: {source} is not a folder or a .zip; {_WHAT_TO_GIVE}")
+
+
+def resolve_source(data_source: str, root: Path) -> Path | None:
+    """The folder or zip ``data.source`` names (relative to ``root``), None for the generator.
+
+    Raises:
+        SourceError: It names nothing that exists, or neither a folder nor a ``.zip``.
+    """
+    source = (root / data_source).resolve()
+    if source == (root / SYNTHETIC_SOURCE).resolve():
+        return None
+    if not source.exists():
+        raise SourceError(f"data.source: {data_source} does not exist; {_WHAT_TO_GIVE}")
+    if not (source.is_dir() or source.suffix.lower() == ".zip"):
+        raise _not_a_source(source)
+    return source
 
 
 def prepare_source(

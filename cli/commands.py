@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from workspace.lock import dvc_ancestor, hold_workspace
 from workspace.paths import tracking_home
 
 if TYPE_CHECKING:
+    from catdog.params import Params
     from workspace.params_file import ParamsUpdate
 
 __all__ = [
@@ -36,15 +38,30 @@ __all__ = [
 def _connect_servers(workspace: Path) -> None:
     """Fail fast if the MLflow server is down; point Prefect at its server (before importing it)."""
     from servers.health import require_tracking_server
-    from servers.prefect import ensure_prefect_api
-    from workspace.paths import state_dir
+    from servers.prefect import ensure_prefect_api, prefect_home
 
-    require_tracking_server(tracking_home(workspace))  # seconds, not minutes of retries
-    os.environ["PREFECT_API_URL"] = ensure_prefect_api(state_dir(tracking_home(workspace)))
+    home = tracking_home(workspace)
+    require_tracking_server(home)  # seconds, not minutes of retries
+    if not os.environ.get("PREFECT_API_URL"):  # the project's own server, its own history
+        os.environ["PREFECT_HOME"] = str(prefect_home(home))
+    os.environ["PREFECT_API_URL"] = ensure_prefect_api(home)
     from cli.terminal import hide_console_tracebacks
 
     if os.environ.get("CATDOG_DEBUG", "") in ("", "0"):
         hide_console_tracebacks()
+
+
+def _check_inputs(workspace: Path) -> Callable[[Params], None]:
+    """A check, before any work, that the run's data source and VGG16 weights can be had."""
+
+    def check(params: Params) -> None:
+        from catdog.sources import resolve_source
+        from catdog.weights import resolve_weights
+
+        resolve_source(params.data.source, workspace)
+        resolve_weights(params.features.weights, root=workspace)
+
+    return check
 
 
 def _say_params(update: ParamsUpdate) -> None:
@@ -71,10 +88,13 @@ def run_stage(args: argparse.Namespace, workspace: Path) -> int:
             "them; change them with `dvc exp run -S KEY=VALUE` instead"
         )
     with hold_workspace(workspace, f"catdog stage {args.name}"):
-        if under_dvc:
-            load_params(workspace / PARAMS_FILE, display=PARAMS_FILE)  # before any server
+        if under_dvc:  # checked before any server starts; dvc.lock records params.yaml
+            _check_inputs(workspace)(load_params(workspace / PARAMS_FILE, display=PARAMS_FILE))
         else:
-            _say_params(apply_params(workspace, args.params, args.overrides))
+            update = apply_params(
+                workspace, args.params, args.overrides, check=_check_inputs(workspace)
+            )
+            _say_params(update)
         _connect_servers(workspace)
         from flows.stages import STAGE_FLOWS
         from servers.dask import with_task_runner
@@ -98,7 +118,10 @@ def run_pipeline(args: argparse.Namespace, workspace: Path) -> int:
 
     started = time.perf_counter()
     with hold_workspace(workspace, "catdog run"):
-        _say_params(apply_params(workspace, args.params, args.overrides))
+        update = apply_params(
+            workspace, args.params, args.overrides, check=_check_inputs(workspace)
+        )
+        _say_params(update)
         _connect_servers(workspace)
         from flows.pipeline import pipeline_flow
         from servers.dask import with_task_runner
@@ -231,17 +254,21 @@ def ui(args: argparse.Namespace, workspace: Path) -> int:
 
 
 def prefect_server(args: argparse.Namespace, workspace: Path) -> int:
-    """``catdog prefect-server start|status|stop``: the project's local Prefect server."""
-    from servers.prefect import ensure_prefect_api, stop_prefect_server
-    from workspace.paths import state_dir
+    """``catdog prefect-server start|status|stop``: the project's own Prefect server."""
+    from servers.health import is_healthy
+    from servers.prefect import ensure_prefect_api, recorded_api_url, stop_prefect_server
 
-    folder = state_dir(tracking_home(workspace))
+    home = tracking_home(workspace)
     if args.action == "stop":
-        stopped = stop_prefect_server(folder)
+        stopped = stop_prefect_server(home)
         sys.stdout.write("stopped the project's Prefect server\n" if stopped else "none running\n")
-    elif args.action == "start":
-        sys.stdout.write(ensure_prefect_api(folder, hold=False) + "\n")
+        return 0
+    if args.action == "start":
+        url = ensure_prefect_api(home)
     else:
-        record = folder / "prefect-server.json"
-        sys.stdout.write(record.read_text() if record.exists() else "none running\n")
+        url = recorded_api_url(home)
+        if not (url and is_healthy(f"{url}/health")):
+            sys.stdout.write("the project's Prefect server is not running\n")
+            return 1
+    sys.stdout.write(f"Prefect server {url.removesuffix('/api')} (UI), API {url}\n")
     return 0

@@ -29,7 +29,8 @@ class _WithoutTraceback(logging.Formatter):
 
 
 def hide_console_tracebacks() -> None:
-    """Leave tracebacks out of Prefect's console output in this process (call after import)."""
+    """Leave tracebacks out of Prefect's console output in this process."""
+    import prefect.main  # noqa: F401  (sets up Prefect's logging, once: wrap what it made)
     from prefect.logging.handlers import PrefectConsoleHandler
 
     for handler in logging.getLogger().handlers:

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
 from catdog import stage_table
+from catdog.errors import CatdogError
 from catdog.params import Params, load_params
 from catdog.results import StageResult
 from servers.dask import local_task_runner
@@ -125,7 +126,11 @@ def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
                 "prefect.flow_run_id": current_flow_run_id(),
             }
             with stage_run(execution, name, workspace, tags) as child:
-                work(StageRun(name, params, workspace, execution, child.info.run_id))
+                try:
+                    work(StageRun(name, params, workspace, execution, child.info.run_id))
+                except CatdogError as error:  # the flow run's logs say what to do, in one line
+                    run_logger().error("catdog: error: %s", error)
+                    raise
             if not execution_key:  # the pipeline flow finishes its own parent run
                 finish_execution(execution)
             return execution.run_id
@@ -152,48 +157,56 @@ def promote_champion_task(root: Path, threshold: float) -> dict[str, str]:
 @stage_flow("ingest")
 def ingest_flow(run: StageRun) -> None:
     from tasks.ingest import ingest  # here, so a stage's process imports its own task only
+
     run.record(ingest(run.params, run.root))
 
 
 @stage_flow("split")
 def split_flow(run: StageRun) -> None:
     from tasks.split import split  # here, so a stage's process imports its own task only
+
     run.record(split(run.params, run.root))
 
 
 @stage_flow("augment")
 def augment_flow(run: StageRun) -> None:
     from tasks.augment import augment  # here, so a stage's process imports its own task only
+
     run.record(augment(run.params, run.root))
 
 
 @stage_flow("features")
 def features_flow(run: StageRun) -> None:
     from tasks.features import features  # here, so a stage's process imports its own task only
+
     run.record(features(run.params, run.root))
 
 
 @stage_flow("classifier")
 def classifier_flow(run: StageRun) -> None:
     from tasks.classifier import classifier  # here, so a stage's process imports its own task only
+
     run.record(classifier(run.params, run.root, on_epoch_end=run.epoch_logger()))
 
 
 @stage_flow("finetune")
 def finetune_flow(run: StageRun) -> None:
     from tasks.finetune import finetune  # here, so a stage's process imports its own task only
+
     run.record(finetune(run.params, run.root, on_epoch_end=run.epoch_logger()))
 
 
 @stage_flow("scratch")
 def scratch_flow(run: StageRun) -> None:
     from tasks.scratch import scratch  # here, so a stage's process imports its own task only
+
     run.record(scratch(run.params, run.root, on_epoch_end=run.epoch_logger()))
 
 
 @stage_flow("evaluate")
 def evaluate_flow(run: StageRun) -> None:
     from tasks.evaluate import evaluate  # here, so a stage's process imports its own task only
+
     run.record(evaluate(run.params, run.root))
     run.tag(promote_champion_task(run.root, run.params.evaluate.threshold))
 

@@ -19,7 +19,7 @@ fi
 started=$(date +%s)
 dvc repro
 elapsed=$(( $(date +%s) - started ))
-catdog prefect-server stop >/dev/null
+prefect_ui=$(catdog prefect-server status | sed -n 's/^Prefect server \([^ ]*\) (UI).*/\1/p' || true)
 
 echo
 echo "Pipeline done in ${elapsed} s. Test-set metrics:"
@@ -31,4 +31,6 @@ echo "  reports/figures/          confusion matrices, ROC, calibration, training
 echo "  dvc plots show            the same as an HTML page (dvc_plots/index.html, works offline)"
 echo "  models/                   classifier.keras, finetune.keras, scratch.keras"
 echo "  catdog ui                 MLflow's UI on http://127.0.0.1:5000 (runs and their comparison)"
+echo "  ${prefect_ui:-catdog prefect-server start}    Prefect's UI: a flow run per stage, its logs and artifacts"
+echo "                            (the project's Prefect server runs on; catdog prefect-server stop)"
 echo "Run 'source .venv/bin/activate' first to use dvc and catdog in this shell."

@@ -24,6 +24,8 @@ __all__ = [
     "HTTP_DEFAULTS",
     "TrackingServerError",
     "apply_http_defaults",
+    "is_healthy",
+    "probe",
     "probe_tracking_server",
     "require_tracking_server",
     "tracking_lost_message",
@@ -60,18 +62,31 @@ def _server_uri() -> str:
     return uri if uri.startswith(("http://", "https://")) else ""
 
 
-def probe_tracking_server(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str:
-    """Why the server at ``uri`` does not answer its health check ('' when it does)."""
+def probe(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> str:
+    """Why ``GET url`` (a health endpoint) shows no live server ('' when it does).
+
+    The one health check of the project: MLflow's and Prefect's servers, started by catdog or
+    not. A proxy in front of a dead server answers 502/503/504; any other answer is a live one.
+    """
     try:
-        response = httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout_s)
+        response = httpx.get(url, timeout=timeout_s)
     except httpx.TimeoutException:
         return f"no answer within {timeout_s:.0f} s"
     except httpx.HTTPError as error:
         return str(error) or type(error).__name__
-    # A proxy in front of a dead server answers 502/503/504; anything else is a live server.
     if response.status_code >= 500:
         return f"HTTP {response.status_code} from {response.url}"
     return ""
+
+
+def is_healthy(url: str, timeout_s: float = 2.0) -> bool:
+    """True if the health endpoint at ``url`` answers as a live server."""
+    return not probe(url, timeout_s)
+
+
+def probe_tracking_server(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str:
+    """Why the MLflow tracking server at ``uri`` does not answer ('' when it does)."""
+    return probe(f"{uri.rstrip('/')}/health", timeout_s)
 
 
 def tracking_server_gone(uri: str) -> bool:

@@ -13,24 +13,16 @@ from catdog import vocabulary as vocab
 from catdog.ingest import IngestError, IngestReport, ingest_source, issues_markdown
 from catdog.io import atomic_dir, remove_stale_staging, write_json, write_text
 from catdog.results import StageResult
-from catdog.sources import PreparedSource, SourceError, prepare_source
+from catdog.sources import PreparedSource, SourceError, prepare_source, resolve_source
 from catdog.synthetic import generate_synthetic
 from tasks.common import TASK_OPTIONS, progress_logger, run_logger
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
     from catdog.params import Params
 
-SYNTHETIC = "catdog/synthetic.py"
-
-
-def source_path(params: Params, root: Path) -> Path | None:
-    """The source folder or zip, or None for the embedded generator (``catdog/synthetic.py``)."""
-    source = (root / params.data.source).resolve()
-    return None if source == (root / SYNTHETIC).resolve() else source
-
 
 def _prepare(params: Params, root: Path, work_dir: Path) -> PreparedSource:
-    source = source_path(params, root)
+    source = resolve_source(params.data.source, root)
     if source is None:
         synthetic = params.data.synthetic
         run_logger().info("generating %d synthetic pictures per class", synthetic.per_class)

@@ -119,6 +119,29 @@ def lock_outs(workspace: Path) -> dict[str, dict[str, str]]:
     }
 
 
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of every Markdown table row in ``text``, stripped of their padding."""
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("|") and not set(line) <= set("|:- ")
+    ]
+
+
+def training_started(store: Path, stage: str) -> bool:
+    """True once the stage's MLflow run in the SQLite ``store`` has logged an epoch."""
+    if not store.exists():
+        return False
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("catdog")
+    if experiment is None:
+        return False
+    runs = client.search_runs([experiment.experiment_id], f"tags.`catdog.stage` = '{stage}'")
+    return any(client.get_metric_history(r.info.run_id, "loss") for r in runs)
+
+
 def make_project_copy(
     dest: Path, params: dict[str, object] | None = None, *, tiny: bool = True
 ) -> Path:
@@ -150,19 +173,18 @@ def make_project_copy(
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One real Prefect server (on 127.0.0.1) for every end-to-end test of the session."""
-    from servers.prefect import ensure_prefect_api, stop_prefect_server
+    from servers.prefect import ensure_prefect_api, prefect_home, stop_prefect_server
 
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"]
         return
-    state = tmp_path_factory.mktemp("prefect-server")
-    home = state / "home"
+    home = tmp_path_factory.mktemp("prefect-server")
     previous = os.environ.get("PREFECT_HOME")
-    os.environ["PREFECT_HOME"] = str(home)
+    os.environ["PREFECT_HOME"] = str(prefect_home(home))
     try:
-        yield ensure_prefect_api(state, idle_timeout_s=1800, hold=False)
+        yield ensure_prefect_api(home)
     finally:
-        stop_prefect_server(state)
+        stop_prefect_server(home)
         if previous is None:
             os.environ.pop("PREFECT_HOME", None)
         else:

@@ -10,6 +10,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import table_rows
 from tracking.compare import (
     METRICS,
     collect_runs,
@@ -179,20 +180,11 @@ def test_skipped_stages_take_params_of_the_latest_earlier_run(store):
     assert "param:seed" in differing_params(one_blank)
 
 
-def _table_rows(text: str) -> list[list[str]]:
-    """The cells of every Markdown table row in ``text``, stripped of their padding."""
-    return [
-        [cell.strip() for cell in line.strip().strip("|").split("|")]
-        for line in text.splitlines()
-        if line.startswith("|") and not set(line) <= set("|:- ")
-    ]
-
-
 def test_markdown_report(store):
     frame = collect_runs(store["uri"], "catdog")
     text = render_report(frame)
     assert text.startswith("# catdog: 2 pipeline executions compared")
-    rows = _table_rows(text)
+    rows = table_rows(text)
     for run_id, name in zip(frame["run_id"], frame["name"], strict=True):
         assert any(row[0] == f"{name} ({run_id[:8]})" for row in rows)
     for model in MODELS:
@@ -200,7 +192,7 @@ def test_markdown_report(store):
     scratch_rows = [row for row in rows if "scratch" in row]
     assert len(scratch_rows) == 2
     assert all(row[-1] == "0.835" for row in scratch_rows)
-    differing = _table_rows(text.split("## Params that differ between executions")[1])
+    differing = table_rows(text.split("## Params that differ between executions")[1])
     assert differing[0] == ["execution", "classifier.epochs"]
     assert sorted(row[1] for row in differing[1:]) == ["5", "8"]
     assert "VGG16 weights: imagenet." in text and "near chance" not in text

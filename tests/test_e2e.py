@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from catdog.stage_table import STAGE_NAMES
-from catdog.vocabulary import FEATURES_DIR, MANIFEST
-from tests.conftest import bin_dir, make_project_copy, run
+from tests.conftest import bin_dir, lock_outs, make_project_copy, run, table_rows
 
 pytestmark = pytest.mark.e2e
 
 DVC = str(bin_dir() / "dvc")
+FIRST_REPRO: dict[str, dict[str, str]] = {}  # dvc.lock's outputs after the first `dvc repro`
 CATDOG = str(bin_dir() / "catdog")
 
 
@@ -33,11 +33,13 @@ def mlflow_runs(project: Path) -> tuple[object, list[object]]:
 
 
 def set_param(project: Path, key: str, value: object) -> None:
-    path = project / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    section, name = key.split(".")
-    raw[section][name] = value
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    from workspace.params_file import apply_params
+
+    apply_params(project, overrides=[f"{key}={value}"])
+
+
+def dvc_status(project: Path, env: dict[str, str]) -> dict[str, object]:
+    return json.loads(run([DVC, "status", "--json"], project, env).stdout)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,7 @@ def repro_project(tmp_path_factory, prefect_api):
     )
     result = run([DVC, "repro"], project, env)
     assert ran_stages(result.stdout) == list(STAGE_NAMES), result.stdout[-3000:]
+    FIRST_REPRO.update(lock_outs(project))  # later tests change params; compare with this
     return project, env
 
 
@@ -146,67 +149,92 @@ def test_second_repro_is_up_to_date_and_classifier_change_reruns_only_downstream
     assert sorted(children) == ["classifier", "evaluate", "finetune"]
 
 
-def test_catdog_run_matches_dvc_repro(repro_project, tmp_path, e2e_env):
-    project, _ = repro_project
-    other = make_project_copy(tmp_path / "catdog")
-    first = run([CATDOG, "run"], other, e2e_env)
+def test_catdog_run_finds_nothing_to_do_after_dvc_repro(repro_project):
+    project, env = repro_project
+    result = run([CATDOG, "run"], project, env)
+    assert "ran: nothing (all up to date)" in result.stdout
+    assert dvc_status(project, env) == {}
+
+
+def test_a_value_a_stage_rejects_under_dvc_exp_run_loses_no_output(repro_project):
+    project, env = repro_project
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    run([*git, "commit", "-qam", "the state the experiment starts from"], project, env)
+    result = run([DVC, "exp", "run", "-S", "scratch.epochs=-1"], project, env, check=False)
+    assert result.returncode != 0
+    assert (
+        "catdog: error: params.yaml: scratch.epochs: Input should be greater than or equal to 1"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr + result.stdout
+    # DVC removed scratch's outputs before running it; the README's undo brings all of them back
+    run(["git", "checkout", "params.yaml"], project, env)
+    run([DVC, "checkout"], project, env)
+    assert dvc_status(project, env) == {}
+    for path in ("models/scratch.keras", "reports/history/scratch.csv"):
+        assert (project / path).is_file()
+    assert (project / "reports/figures/scratch_history.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def run_project(tmp_path_factory, repro_project):
+    """Another clone, at another path, after one full `catdog run`."""
+    _, env = repro_project
+    project = make_project_copy(tmp_path_factory.mktemp("elsewhere") / "deeper" / "catdog")
+    first = run([CATDOG, "run"], project, env)
     assert "ran: " + ", ".join(STAGE_NAMES) in first.stdout
-    reference = project
-    assert (other / MANIFEST).read_bytes() == (reference / MANIFEST).read_bytes()
-    for name in ("train", "validation", "test", "train_aug"):
-        np.testing.assert_allclose(
-            np.load(other / FEATURES_DIR / f"{name}.npy").astype("float32"),
-            np.load(reference / FEATURES_DIR / f"{name}.npy").astype("float32"),
-            rtol=1e-2,
-            atol=1e-2,
-        )
-    second = run([CATDOG, "run", "-S", "classifier.epochs=1"], other, e2e_env)
-    assert "ran: classifier, finetune, evaluate" in second.stdout
-    _, runs = mlflow_runs(other)
+    return project, env
+
+
+def test_catdog_run_records_in_dvc_lock_so_dvc_repro_finds_nothing_to_do(run_project):
+    project, env = run_project
+    assert dvc_status(project, env) == {}
+    again = run([DVC, "repro"], project, env)
+    assert ran_stages(again.stdout) == [] and "Data and pipelines are up to date" in again.stdout
+
+
+def test_both_doors_in_clones_at_different_paths_give_the_same_bytes(repro_project, run_project):
+    by_dvc, by_catdog = FIRST_REPRO, lock_outs(run_project[0])
+    assert list(by_dvc) == list(STAGE_NAMES)
+    for stage in STAGE_NAMES:  # every output of every stage, by DVC's own hash
+        assert by_catdog[stage] == by_dvc[stage], stage
+
+
+def test_catdog_run_writes_overrides_into_params_yaml_as_dvc_exp_run_does(run_project):
+    project, env = run_project
+    result = run([CATDOG, "run", "-S", "classifier.epochs=3"], project, env)
+    assert "ran: classifier, finetune, evaluate" in result.stdout
+    assert "catdog: params.yaml: wrote -S classifier.epochs=3" in result.stderr
+    assert yaml.safe_load((project / "params.yaml").read_text())["classifier"]["epochs"] == 3
+    assert dvc_status(project, env) == {}
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert lock["stages"]["classifier"]["params"]["params.yaml"]["classifier"]["epochs"] == 3
+    _, runs = mlflow_runs(project)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 2 and all(p.data.tags["catdog.trigger"] == "catdog run" for p in parents)
 
 
-def test_bad_params_fail_before_any_work(tmp_path, e2e_env):
-    project = make_project_copy(tmp_path / "catdog", {"classifier.epochs": 0})
-    result = run([CATDOG, "stage", "ingest"], project, e2e_env, check=False)
-    assert result.returncode == 2
-    assert "classifier.epochs" in result.stderr
-    assert not (project / "data").exists()
-    explicit = run(
-        [CATDOG, "run", "-S", "classifier.epochs=2", "-S", "features.weights=imagenet"],
-        project,
-        e2e_env,
-        check=False,
-    )
-    assert explicit.returncode == 2, explicit.stderr[-2000:]
-    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in explicit.stderr
-    assert not (project / "data").exists()
-
-
-def test_dvc_push_then_pull_into_a_fresh_clone_gives_the_same_bytes(repro_project, tmp_path):
-    from catdog.stage_table import STAGES, hash_path
-
-    project, env = repro_project
+def test_dvc_push_after_catdog_run_then_pull_into_a_fresh_clone(run_project, tmp_path):
+    project, env = run_project
     remote = tmp_path / "remote"
     run([DVC, "remote", "add", "-d", "shared", str(remote)], project, env)
     run([DVC, "push"], project, env)
     run(["git", "add", "-A"], project, env)
     run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "push"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "x"],
         project,
         env,
     )
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path, env)
     run([DVC, "pull"], clone, env)
-    cached = [p for s in STAGES for p in s.outs]
-    assert "data/raw" in cached
-    for path in cached:
-        assert hash_path(clone / path) == hash_path(project / path), path
+    for stage in STAGE_NAMES:
+        for path in lock_outs(project)[stage]:
+            assert (clone / path).exists(), path
+    assert dvc_status(clone, env) == {}  # the pulled bytes hash as dvc.lock says
     again = run([DVC, "repro"], clone, env)
     assert ran_stages(again.stdout) == []
-    assert "up to date" in again.stdout
+    assert "ran: nothing" in run([CATDOG, "run"], clone, env).stdout
 
 
 def test_catdog_predict_gives_the_probability_evaluate_gave(repro_project):
@@ -225,13 +253,13 @@ def test_catdog_compare_reads_the_executions_from_mlflow(repro_project):
     run([CATDOG, "compare", "--out", "report.md"], project, env)
     report = (project / "report.md").read_text()
     assert "dvc repro" in report and "0.835" in report
-    assert all(f"| {model} |" in report for model in ("classifier", "finetune", "scratch"))
+    rows = table_rows(report)
+    assert all(any(model in row for row in rows) for model in ("classifier", "finetune", "scratch"))
     # the differing-params table agrees with what MLflow holds (tests earlier in this file
     # change classifier.epochs; run alone, there is a single execution)
     _, runs = mlflow_runs(project)
     epochs = {r.data.params["classifier.epochs"] for r in runs if r.info.run_name == "classifier"}
     if len(epochs) > 1:
-        headers = [line for line in report.splitlines() if line.startswith("| execution |")]
-        assert any("| classifier.epochs |" in line for line in headers)
+        assert any(row[0] == "execution" and "classifier.epochs" in row for row in rows)
     else:
         assert "Only one execution" in report or "every execution used the same params" in report

@@ -121,9 +121,14 @@ def hold_workspace(workspace: Path, command: str) -> Iterator[Owner]:
     record = state_dir(workspace) / RECORD
     with _guarded(record.parent):
         holder = _read(record)
-        if holder is not None and holder.alive() and (holder.pid, holder.created) != (
-            owner.pid,
-            owner.created,
+        if (
+            holder is not None
+            and holder.alive()
+            and (holder.pid, holder.created)
+            != (
+                owner.pid,
+                owner.created,
+            )
         ):
             raise WorkspaceBusyError(_refusal(holder, record))
         ours = holder is None or (holder.pid, holder.created) != (owner.pid, owner.created)

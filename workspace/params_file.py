@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,19 +80,26 @@ def resolve_params(
 
 
 def apply_params(
-    workspace: Path, preset: Path | None = None, overrides: Sequence[str] = ()
+    workspace: Path,
+    preset: Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    check: Callable[[Params], None] | None = None,
 ) -> ParamsUpdate:
     """Make ``params.yaml`` hold ``preset`` (default: itself) with ``overrides`` applied.
 
-    Nothing is written unless the result is valid and differs from what is there.
+    Nothing is written unless the result is valid, passes ``check`` (e.g. that the data source
+    and weights file exist) and differs from what is there.
 
     Raises:
-        ParamsError: As :func:`resolve_params`.
+        ParamsError: As :func:`resolve_params`; or whatever ``check`` raises.
     """
     target = workspace / PARAMS_FILE
     source = preset if preset is not None else target
     shown = PARAMS_FILE if source == target else str(preset)
     params, text = resolve_params(source, overrides, shown=shown)
+    if check is not None:
+        check(params)
     changed = not target.is_file() or target.read_bytes() != text
     if changed:
         with atomic_file(target) as tmp:

@@ -1,0 +1,194 @@
+"""Every failure a user can cause ends in one `catdog: error:` line naming what is at fault,
+exit code 2 (130 for Ctrl-C), no traceback, and nothing changed that a re-run would trust."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import bin_dir, make_project_copy, run, training_started, write_image
+
+pytestmark = pytest.mark.e2e
+
+CATDOG = str(bin_dir() / "catdog")
+
+
+def fingerprint(project: Path) -> dict[str, str]:
+    """Every file of the workspace but the MLflow store and catdog's own state, by content."""
+    skip = {".catdog", "mlflow.db", "mlartifacts", ".git"}
+    return {
+        path.relative_to(project).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
+        for path in sorted(project.rglob("*"))
+        if path.is_file() and not skip & set(path.relative_to(project).parts)
+    }
+
+
+def fails(cmd: list[str], project: Path, env: dict[str, str], code: int = 2) -> str:
+    """Run ``cmd``, check it failed with ``code`` and no traceback; return its last stderr line."""
+    result = run(cmd, project, env, check=False)
+    assert result.returncode == code, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def env(prefect_api, tmp_path_factory):
+    from tests.conftest import project_env
+
+    return project_env(
+        {
+            "PREFECT_API_URL": prefect_api,
+            "PREFECT_HOME": os.environ["PREFECT_HOME"],
+            "KERAS_HOME": str(tmp_path_factory.mktemp("keras-home")),
+        }
+    )
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_project_copy(tmp_path / "catdog")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "scratch.epochs=-1",
+            "-S scratch.epochs=-1: scratch.epochs: Input should be greater than or equal to 1",
+        ),
+        (
+            "classifier.epocs=3",
+            "-S classifier.epocs=3: classifier.epocs: unknown key (did you mean 'epochs'?)",
+        ),
+        (
+            "data.image_size=40",
+            "-S data.image_size=40: data.image_size: must be at least 78 (the from-scratch "
+            "convnet's five 3x3 convolutions and four poolings need it), got 40",
+        ),
+        (
+            "data.source=nowhere/photos",
+            "data.source: nowhere/photos does not exist; give a folder of cat.N.jpg/dog.N.jpg, "
+            "class folders cats/ dogs/, or a zip of either",
+        ),
+    ],
+)
+def test_a_bad_setting_fails_before_any_work_naming_it(project, env, setting, message):
+    before = fingerprint(project)
+    assert fails([CATDOG, "run", "-S", setting], project, env) == f"catdog: error: {message}"
+    assert fingerprint(project) == before  # params.yaml untouched, nothing made
+
+
+def test_a_bad_value_in_params_yaml_names_the_file(project, env):
+    text = (project / "params.yaml").read_text().replace("epochs: 2", "epochs: 0", 1)
+    (project / "params.yaml").write_text(text)
+    before = fingerprint(project)
+    assert fails([CATDOG, "stage", "ingest"], project, env) == (
+        "catdog: error: params.yaml: classifier.epochs: Input should be greater than or equal to 1"
+    )
+    assert fingerprint(project) == before
+
+
+def test_a_missing_weights_file_names_it(project, env):
+    before = fingerprint(project)
+    line = fails([CATDOG, "run", "-S", "features.weights=missing.weights.h5"], project, env)
+    assert line.startswith(
+        "catdog: error: features.weights: weights file 'missing.weights.h5' not found"
+    )
+    assert fingerprint(project) == before
+
+
+def test_an_unknown_model_reference_names_it(project, env, tmp_path):
+    photo = write_image(tmp_path / "cat.jpg")
+    line = fails([CATDOG, "predict", "--model", "models:/nope@champion", str(photo)], project, env)
+    assert line == (
+        "catdog: error: --model models:/nope@champion: Registered Model with name=nope not "
+        "found; see the registered models in MLflow's UI (catdog ui), or give a .keras file"
+    )
+
+
+def _photos(folder: Path, cats: int, dogs: int) -> Path:
+    for i in range(cats):
+        write_image(folder / f"cat.{i}.jpg", seed=i)
+    for i in range(dogs):
+        write_image(folder / f"dog.{i}.jpg", seed=100 + i)
+    return folder
+
+
+def _lock_stages(project: Path) -> list[str]:
+    if not (project / "dvc.lock").exists():
+        return []
+    return list(yaml.safe_load((project / "dvc.lock").read_text())["stages"])
+
+
+def test_too_few_images_to_split_fail_at_split(project, env, tmp_path):
+    source = _photos(tmp_path / "photos", cats=2, dogs=2)
+    run([CATDOG, "stage", "ingest", "-S", f"data.source={source}"], project, env)
+    assert fails([CATDOG, "stage", "split"], project, env) == (
+        "catdog: error: data/raw: too few distinct images to split (validation has no cat and "
+        "no dog image; test has no cat and no dog image): usable images cat 2, dog 2, after "
+        "dropping 0 exact copies and 0 images found under both labels; give data.source at "
+        "least 3 distinct images of each class"
+    )
+    assert not (project / "data/split/manifest.csv").exists()
+    assert _lock_stages(project) == ["ingest"]  # split is not recorded as done
+
+
+def test_photos_filed_under_both_labels_fail_at_split(project, env, tmp_path):
+    source = tmp_path / "photos"
+    for i in range(2):
+        for label in ("cat", "dog"):
+            write_image(source / f"{label}.{i}.jpg", seed=i)  # the same picture, both labels
+    run([CATDOG, "stage", "ingest", "-S", f"data.source={source}"], project, env)
+    line = fails([CATDOG, "stage", "split"], project, env)
+    assert "usable images cat 0, dog 0" in line and "4 images found under both labels" in line
+    assert not (project / "data/split").exists()
+
+
+def test_a_failed_ingest_reports_the_files_it_rejected(project, env, tmp_path):
+    source = _photos(tmp_path / "photos", cats=3, dogs=1)
+    (source / "dog.1.jpg").write_bytes(b"not a picture")
+    line = fails([CATDOG, "stage", "ingest", "-S", f"data.source={source}"], project, env)
+    assert line.startswith(
+        f"catdog: error: data.source={source}: too few usable images (dog: 1; "
+        "ingest.min_per_class=2; layout flat): reports/ingest.md lists what was rejected"
+    )
+    report = yaml.safe_load((project / "reports/ingest.json").read_text())
+    assert [r["path"] for r in report["rejected"]] == ["dog.1.jpg"]
+    assert "dog.1.jpg" in (project / "reports/ingest.md").read_text()
+    assert not (project / "data/raw").exists() and _lock_stages(project) == []
+
+
+def test_ctrl_c_during_training_exits_130_in_one_line(project, env):
+    run([CATDOG, "stage", "ingest"], project, env)
+    run([CATDOG, "stage", "split"], project, env)
+    process = subprocess.Popen(
+        [CATDOG, "stage", "scratch", "-S", "scratch.epochs=500"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    history = project / "mlflow.db"
+    deadline = time.monotonic() + 240
+    while not training_started(history, "scratch"):  # an epoch was logged: training is under way
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in out + err
+    assert err.strip().splitlines()[-1] == (
+        "catdog: error: interrupted (Ctrl-C): the stage that was running is not recorded as "
+        "done; run the same command again to carry on from it"
+    )
+    assert not (project / "models/scratch.keras").exists()
+    assert _lock_stages(project) == ["ingest", "split"]
