@@ -20,6 +20,7 @@ class StageResult:
     history: dict[str, list[float]] | None = None
     artifacts: list[Path] = field(default_factory=list)
     model_path: Path | None = None
+    model: Any = None  # the trained Keras model in memory (logged as it is, not re-loaded)
     tags: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 

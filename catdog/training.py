@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,43 +11,12 @@ import pandas as pd
 
 __all__ = [
     "EpochCallback",
-    "KeepBestWeights",
     "TrainResult",
     "history_frame",
     "train",
 ]
 
 EpochCallback = Callable[[int, Mapping[str, float]], None]
-
-
-class KeepBestWeights(keras.callbacks.Callback):
-    """Remember the weights of the epoch with the lowest ``monitor`` and restore them at the end."""
-
-    def __init__(self, monitor: str = "val_loss") -> None:
-        super().__init__()
-        self.monitor = monitor
-        self.best = math.inf
-        self.best_epoch = -1
-        self._weights: list[Any] | None = None
-
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is not None and value < self.best:
-            self.best, self.best_epoch = float(value), epoch
-            self._weights = self.model.get_weights()
-
-    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
-        if self._weights is not None:
-            self.model.set_weights(self._weights)
-
-
-class _ForwardEpochs(keras.callbacks.Callback):
-    def __init__(self, callback: EpochCallback) -> None:
-        super().__init__()
-        self.callback = callback
-
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self.callback(epoch, {k: float(v) for k, v in (logs or {}).items()})
 
 
 @dataclass
@@ -74,9 +42,13 @@ def train(
     learning_rate: float,
     batch_size: int | None = None,
     on_epoch_end: EpochCallback | None = None,
-    verbose: int = 2,
+    patience: int | None = None,
+    verbose: int = 0,
 ) -> TrainResult:
     """Compile with RMSprop and train; the returned model holds the lowest-val-loss epoch.
+
+    Keras' ``EarlyStopping(restore_best_weights=True)`` keeps the best epoch's weights and, with
+    ``patience``, stops once validation loss has not improved for that many epochs.
 
     Args:
         model: A model with one sigmoid output.
@@ -87,39 +59,33 @@ def train(
         batch_size: Batch size when the data are arrays.
         on_epoch_end: Called as ``on_epoch_end(epoch, logs)`` after each epoch (e.g. to log to
             a tracker); epochs count from 0.
-        verbose: Keras' verbosity (2: one line per epoch).
+        patience: Stop after this many epochs without a lower validation loss (None: never).
+        verbose: Keras' own printing (0: none; the callers log each epoch themselves).
     """
     model.compile(
         optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )
-    keep_best = KeepBestWeights()
+    keep_best = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience or epochs, restore_best_weights=True
+    )
     callbacks: list[keras.callbacks.Callback] = [keep_best]
     if on_epoch_end is not None:
-        callbacks.append(_ForwardEpochs(on_epoch_end))
+        forward = on_epoch_end  # Keras passes numpy scalars; trackers want floats
+
+        def floats(epoch: int, logs: Mapping[str, Any] | None) -> None:
+            forward(epoch, {k: float(v) for k, v in (logs or {}).items()})
+
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=floats))
+    fit: dict[str, Any] = {"epochs": epochs, "callbacks": callbacks, "verbose": verbose}
     if isinstance(train_data, tuple):
-        history = model.fit(
-            train_data[0],
-            train_data[1],
-            validation_data=validation_data,
-            epochs=epochs,
-            batch_size=batch_size,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=True,
-        )
-    else:
-        history = model.fit(  # a dataset shuffles itself (see images.make_dataset)
-            train_data,
-            validation_data=validation_data,
-            epochs=epochs,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,
-        )
+        fit.update(batch_size=batch_size, shuffle=True)
+        history = model.fit(*train_data, validation_data=validation_data, **fit)
+    else:  # a dataset shuffles itself (see images.make_dataset)
+        history = model.fit(train_data, validation_data=validation_data, shuffle=False, **fit)
     values = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    return TrainResult(model, values, keep_best.best_epoch, keep_best.best)
+    return TrainResult(model, values, keep_best.best_epoch, float(keep_best.best))
 
 
 def history_frame(history: Mapping[str, list[float]]) -> pd.DataFrame:

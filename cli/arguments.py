@@ -85,9 +85,44 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
 
 
 def add_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (loopback)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="default: %(default)s (loopback, open); any other host requires credentials",
+    )
     parser.add_argument("--mlflow-port", type=int, default=5000, help="default: %(default)s")
     parser.add_argument("--prefect-port", type=int, default=4200, help="default: %(default)s")
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="require credentials on loopback too (MLflow basic-auth, Prefect auth string)",
+    )
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="FILE",
+        help="read MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD and PREFECT_API_AUTH_STRING "
+        "from this file (outside the repository) instead of the environment",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        default="",
+        metavar="HOSTS",
+        help="Host headers MLflow accepts, comma-separated (default: this host's name and "
+        "localhost, on the MLflow port)",
+    )
+    parser.add_argument(
+        "--cors-allowed-origins",
+        default="",
+        metavar="ORIGINS",
+        help="browser origins MLflow accepts, comma-separated (default: MLflow's, localhost)",
+    )
+    parser.add_argument(
+        "--advertise",
+        default="",
+        metavar="NAME",
+        help="the name teammates reach this machine by (default: --host, or the hostname)",
+    )
 
 
 def add_compare(parser: argparse.ArgumentParser) -> None:

@@ -37,12 +37,16 @@ __all__ = [
 
 def _connect_servers(workspace: Path) -> None:
     """Fail fast if the MLflow server is down; point Prefect at its server (before importing it)."""
+    from servers.auth import require_credentials
     from servers.health import require_tracking_server
     from servers.prefect import ensure_prefect_api, prefect_home
+    from tracking.store import tracking_uri
 
     home = tracking_home(workspace)
     require_tracking_server(home)  # seconds, not minutes of retries
-    if not os.environ.get("PREFECT_API_URL"):  # the project's own server, its own history
+    team_prefect = os.environ.get("PREFECT_API_URL", "")
+    require_credentials(tracking_uri(home), team_prefect)  # one line naming what to set
+    if not team_prefect:  # the project's own server, its own history
         os.environ["PREFECT_HOME"] = str(prefect_home(home))
     os.environ["PREFECT_API_URL"] = ensure_prefect_api(home)
     from cli.terminal import hide_console_tracebacks
@@ -51,8 +55,21 @@ def _connect_servers(workspace: Path) -> None:
         hide_console_tracebacks()
 
 
+def _check_tracking_server(workspace: Path) -> str:
+    """The tracking URI, once a tracking server there answers and takes our credentials."""
+    from servers.auth import require_credentials
+    from servers.health import require_tracking_server
+    from tracking.store import tracking_uri
+
+    home = tracking_home(workspace)
+    require_tracking_server(home)
+    require_credentials(tracking_uri(home), "")
+    return tracking_uri(home)
+
+
 def _check_inputs(workspace: Path) -> Callable[[Params], None]:
-    """A check, before any work, that the run's data source and VGG16 weights can be had."""
+    """The checks before any work, even before params.yaml is written: the run's data source and
+    VGG16 weights can be had, and the servers answer and take our credentials."""
 
     def check(params: Params) -> None:
         from catdog.sources import resolve_source
@@ -60,6 +77,7 @@ def _check_inputs(workspace: Path) -> Callable[[Params], None]:
 
         resolve_source(params.data.source, workspace)
         resolve_weights(params.features.weights, root=workspace)
+        _connect_servers(workspace)
 
     return check
 
@@ -88,27 +106,31 @@ def run_stage(args: argparse.Namespace, workspace: Path) -> int:
             "them; change them with `dvc exp run -S KEY=VALUE` instead"
         )
     with hold_workspace(workspace, f"catdog stage {args.name}"):
-        if under_dvc:  # checked before any server starts; dvc.lock records params.yaml
+        if under_dvc:  # dvc.lock records params.yaml as it is
             _check_inputs(workspace)(load_params(workspace / PARAMS_FILE, display=PARAMS_FILE))
         else:
             update = apply_params(
                 workspace, args.params, args.overrides, check=_check_inputs(workspace)
             )
             _say_params(update)
-        _connect_servers(workspace)
-        from flows.stages import STAGE_FLOWS
+        from prefect import tags
+
+        from flows.stages import STAGE_FLOWS, trigger
         from servers.dask import with_task_runner
+        from workspace.dvc_state import DvcRecord
+        from workspace.execution import describe_execution
+        from workspace.lock import run_owner
 
         stage_flow = with_task_runner(STAGE_FLOWS[args.name], args.dask_address)
-        if under_dvc:
-            stage_flow(str(workspace))
-            return 0
-        from workspace.dvc_state import DvcRecord
-
-        record = DvcRecord(workspace)
-        with record.locked():
-            stage_flow(str(workspace))
-            record.commit(args.name)
+        info = describe_execution(workspace, trigger(), run_owner(trigger()))
+        with tags(*info.tags(), f"stage:{args.name}"):  # the UI filters one execution's runs
+            if under_dvc:
+                stage_flow(str(workspace), label=info.label)
+                return 0
+            record = DvcRecord(workspace)
+            with record.locked():
+                stage_flow(str(workspace), label=info.label)
+                record.commit(args.name)
     return 0
 
 
@@ -122,11 +144,17 @@ def run_pipeline(args: argparse.Namespace, workspace: Path) -> int:
             workspace, args.params, args.overrides, check=_check_inputs(workspace)
         )
         _say_params(update)
-        _connect_servers(workspace)
-        from flows.pipeline import pipeline_flow
-        from servers.dask import with_task_runner
+        from prefect import tags
 
-        fates = with_task_runner(pipeline_flow, args.dask_address)(str(workspace), force=args.force)
+        from flows.pipeline import TRIGGER, pipeline_flow
+        from servers.dask import with_task_runner
+        from workspace.execution import describe_execution
+        from workspace.lock import run_owner
+
+        info = describe_execution(workspace, TRIGGER, run_owner(TRIGGER))
+        run_flow = with_task_runner(pipeline_flow, args.dask_address)
+        with tags(*info.tags()):
+            fates = run_flow(str(workspace), force=args.force)
     ran = [name for name, fate in fates.items() if fate != "up to date"]
     sys.stdout.write(f"ran: {', '.join(ran) or 'nothing (all up to date)'}\n")
     sys.stdout.write(_summary(workspace, time.perf_counter() - started) + "\n")
@@ -202,6 +230,8 @@ def run_predict(
 
 def predict(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog predict``: probability of dog for image files or folders."""
+    if args.model.startswith(("runs:/", "models:/")):
+        _check_tracking_server(workspace)
     return run_predict(
         args.paths, args.model, args.out, workspace, tracking_home(workspace), args.threshold
     )
@@ -209,46 +239,54 @@ def predict(args: argparse.Namespace, workspace: Path) -> int:
 
 def serve(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog serve``: MLflow and Prefect servers for a team."""
+    from servers.serve import ServeOptions
     from servers.serve import serve as serve_both
 
-    home = tracking_home(workspace)
-    return serve_both(
-        home, host=args.host, mlflow_port=args.mlflow_port, prefect_port=args.prefect_port
+    options = ServeOptions(
+        host=args.host,
+        mlflow_port=args.mlflow_port,
+        prefect_port=args.prefect_port,
+        auth=args.auth,
+        credentials_file=args.credentials,
+        allowed_hosts=args.allowed_hosts,
+        cors_origins=args.cors_allowed_origins,
+        advertise=args.advertise,
     )
+    return serve_both(tracking_home(workspace), options)
 
 
 def compare(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog compare``: the executions' test metrics and differing params, from MLflow."""
     from tracking.compare import run_compare
-    from tracking.store import tracking_uri
 
     wanted = dict(item.split("=", 1) for item in args.param if "=" in item)
-    uri = tracking_uri(tracking_home(workspace))
+    uri = _check_tracking_server(workspace)
     return run_compare(uri, args.experiment, args.out, args.format, args.filter, wanted)
 
 
 def lineage(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog lineage MODEL``: the data, commit and params behind a registered model."""
     from tracking.lineage import run_lineage
-    from tracking.store import tracking_uri
 
-    uri = tracking_uri(tracking_home(workspace))
+    uri = _check_tracking_server(workspace)
     sys.stdout.write(run_lineage(uri, args.reference, args.json))
     return 0
 
 
 def ui(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog ui``: MLflow's UI on the project's store (replaces this process)."""
-    from tracking.store import tracking_uri
+    from tracking.store import MODEL_TRAINING_VIEW, tracking_uri
     from workspace.paths import MLFLOW_ARTIFACTS
 
     home = tracking_home(workspace)
     uri = tracking_uri(home)
-    sys.stdout.write(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)\n")
+    page = f"http://{args.host}:{args.port}/#/?{MODEL_TRAINING_VIEW}"
+    sys.stdout.write(f"MLflow UI on {page} for {uri} (Ctrl-C stops it)\n")
     sys.stdout.flush()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", args.host, "--port", str(args.port)]
-    command += ["--default-artifact-root", (home / MLFLOW_ARTIFACTS).as_uri()]
+    command += ["--artifacts-destination", str(home / MLFLOW_ARTIFACTS)]
+    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job-consumer processes
     os.execv(sys.executable, command)
     return 0  # not reached
 

@@ -28,6 +28,8 @@ QUIET_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",
     "KERAS_BACKEND": "tensorflow",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "catdog",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per model loaded: noise in logs
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # "Creating initial MLflow database tables..." etc.
 }
 DEBUG_VARIABLE = "CATDOG_DEBUG"
 
@@ -165,9 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     from catdog.errors import CatdogError
+    from cli.terminal import drop_false_retracing_warnings
     from servers.health import tracking_lost_message
     from workspace.paths import find_workspace
 
+    drop_false_retracing_warnings()
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
         return int(args.handler(args, find_workspace()))

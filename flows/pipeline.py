@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, tags
 
 from catdog import stage_table
 from catdog.weights import resolve_weights
@@ -22,6 +22,7 @@ from servers.dask import local_task_runner
 from tasks.common import run_logger
 from tracking.runs import finish_execution, open_execution
 from workspace.dvc_state import DvcRecord
+from workspace.execution import describe_execution
 from workspace.lock import hold_workspace, run_owner
 from workspace.params_file import apply_params
 from workspace.paths import tracking_home
@@ -31,8 +32,17 @@ __all__ = ["pipeline_flow"]
 TRIGGER = "catdog run"
 
 
+def _flow_run_name() -> str:
+    """``pipeline · catdog run <time> <commit>``: the execution, in Prefect's UI."""
+    from prefect.runtime import flow_run
+
+    workspace = Path(flow_run.parameters.get("root", ".")).resolve()
+    return f"pipeline · {describe_execution(workspace, TRIGGER, run_owner(TRIGGER)).label}"
+
+
 @flow(
     name="catdog-pipeline",
+    flow_run_name=_flow_run_name,
     log_prints=True,
     validate_parameters=False,
     task_runner=local_task_runner(),  # a Dask cluster instead: servers.dask
@@ -70,6 +80,7 @@ def _run_stale_stages(
     update = apply_params(workspace, Path(preset) if preset else None, overrides)
     params = update.params
     resolve_weights(params.features.weights, root=workspace)  # explicit weights: fail now
+    info = describe_execution(workspace, TRIGGER, run_owner(TRIGGER))
     execution = None
     fates: dict[str, str] = {}
     for name in stage_table.STAGE_NAMES:
@@ -84,11 +95,12 @@ def _run_stale_stages(
                     tracking_home(workspace),
                     workspace,
                     params.mlflow.experiment,
-                    trigger=TRIGGER,
-                    owner=run_owner(TRIGGER),
+                    info,
                     key=f"catdog-run:{current_flow_run_id()}",
+                    params=params.model_dump(),
                 )
-            STAGE_FLOWS[name](str(workspace), execution_key=execution.key)
+            with tags(*info.tags(), f"stage:{name}"):  # the UI filters one execution's runs
+                STAGE_FLOWS[name](str(workspace), execution_key=execution.key, label=info.label)
             record.commit(name)
             fates[name] = "ran"
         run_logger().info("%s: %s", name, fates[name])

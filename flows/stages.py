@@ -9,24 +9,35 @@ for ``catdog run`` through :mod:`workspace.dvc_state`.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from prefect import flow, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 
 from catdog import stage_table
 from catdog.errors import CatdogError
+from catdog.manifest import read_manifest, split_rows
 from catdog.params import Params, load_params
 from catdog.results import StageResult
+from catdog.vocabulary import COMPARISON, MANIFEST
 from servers.dask import local_task_runner
 from tasks.common import TASK_OPTIONS, run_logger
-from tracking.lineage import record_lineage
-from tracking.registry import promote_champion
+from tracking.champion import promote_champion
+from tracking.lineage import manifest_dataset, record_lineage
+from tracking.registry import describe_version, log_test_metrics, workspace_version
 from tracking.runs import (
     Execution,
     epoch_logger,
@@ -36,6 +47,8 @@ from tracking.runs import (
     read_model_results,
     stage_run,
 )
+from tracking.store import run_url
+from workspace.execution import describe_execution
 from workspace.lock import run_owner
 from workspace.params_file import PARAMS_FILE
 from workspace.paths import tracking_home
@@ -74,14 +87,15 @@ class StageRun:
     params: Params
     root: Path
     execution: Execution
-    run_id: str  # the stage's MLflow child run
+    run: mlflow.ActiveRun  # the stage's MLflow child run
 
     def epoch_logger(self) -> Callable[[int, Mapping[str, float]], None]:
         """Per-epoch metrics to the stage's MLflow run."""
-        return epoch_logger(self.run_id)
+        return epoch_logger(self.run.info.run_id)
 
     def record(self, result: StageResult) -> StageResult:
-        """Log what the stage made to its MLflow run: lineage, params, metrics, artifacts."""
+        """Log what the stage made to its MLflow run (lineage, params, metrics, artifacts) and
+        publish Prefect artifacts: a link to that run, and a model stage's history."""
         record_lineage(self.name, self.root)
         log_stage_result(result, lineage_params_values(self.params, self.name))
         client = MlflowClient()
@@ -91,13 +105,50 @@ class StageRun:
             client.set_tag(self.execution.run_id, "catdog.warning", " | ".join(result.warnings))
         if "weights" in result.tags:
             client.set_tag(self.execution.run_id, "weights", result.tags["weights"])
+        publish_run_link(self.name, self.run, self.execution.label)
+        if result.history:
+            publish_history(self.name, result)
         return result
+
+    def log_to_execution(self, metrics: Mapping[str, float]) -> None:
+        """Log metrics to the execution's parent run too."""
+        now = int(time.time() * 1000)
+        finite = [Metric(k, v, now, 0) for k, v in metrics.items() if math.isfinite(v)]
+        MlflowClient().log_batch(self.execution.run_id, metrics=finite)
 
     def tag(self, tags: Mapping[str, str]) -> None:
         """Tag the stage's run and its execution's parent run."""
         mlflow.set_tags(dict(tags))
         for key, value in tags.items():
             MlflowClient().set_tag(self.execution.run_id, key, value)
+
+
+def publish_run_link(stage: str, run: mlflow.ActiveRun, label: str) -> None:
+    """A Prefect link artifact to the stage's MLflow run (key ``catdog-<stage>-mlflow-run``)."""
+    url = run_url(run.info.experiment_id, run.info.run_id)
+    local = not mlflow.get_tracking_uri().startswith(("http://", "https://"))
+    create_link_artifact(
+        key=f"catdog-{stage}-mlflow-run",
+        link=url,
+        link_text=f"MLflow run: {stage} · {label}",
+        description="Open it with `catdog ui` first (the project's local store)." if local else "",
+    )
+
+
+def publish_history(stage: str, result: StageResult) -> None:
+    """The model's training history as a Prefect table artifact, best epoch first in words."""
+    history = result.history or {}
+    best = int(result.metrics.get("best_epoch", 0))
+    rows = [
+        {"epoch": epoch + 1, **{k: round(v[epoch], 4) for k, v in history.items()}}
+        for epoch in range(len(next(iter(history.values()), [])))
+    ]
+    summary = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k.startswith("best_"))
+    create_table_artifact(
+        key=f"catdog-{stage}-history",
+        table=rows,
+        description=f"{stage}: best epoch {best} of {len(rows)} (kept: {summary})",
+    )
 
 
 def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
@@ -109,17 +160,18 @@ def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
     """
 
     def decorate(work: Callable[[StageRun], None]) -> Any:
-        def run(root: str = ".", execution_key: str = "") -> str:
+        def run(root: str = ".", execution_key: str = "", label: str = "") -> str:
             workspace = Path(root).resolve()
             params = load_params(workspace / PARAMS_FILE, display=PARAMS_FILE)
             how = "catdog run" if execution_key else trigger()
+            info = describe_execution(workspace, how, run_owner(how))
             execution = open_execution(
                 tracking_home(workspace),
                 workspace,
                 params.mlflow.experiment,
-                trigger=how,
-                owner=run_owner(how),
+                info,
                 key=execution_key,
+                params=params.model_dump(),
             )
             tags = {
                 "weights.requested": params.features.weights,
@@ -127,7 +179,7 @@ def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
             }
             with stage_run(execution, name, workspace, tags) as child:
                 try:
-                    work(StageRun(name, params, workspace, execution, child.info.run_id))
+                    work(StageRun(name, params, workspace, execution, child))
                 except CatdogError as error:  # the flow run's logs say what to do, in one line
                     run_logger().error("catdog: error: %s", error)
                     raise
@@ -138,8 +190,16 @@ def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
         # not functools.wraps: Prefect reads the parameters from the signature it would copy
         run.__name__ = run.__qualname__ = work.__name__
         run.__doc__ = f"The {name} stage: {stage_table.stage(name).description}"
+
+        def flow_run_name() -> str:  # which stage of which execution, in Prefect's UI
+            from prefect.runtime import flow_run
+
+            label = flow_run.parameters.get("label", "")
+            return f"{name} · {label}" if label else name
+
         return flow(
             name=f"catdog-{name}",
+            flow_run_name=flow_run_name,
             log_prints=True,
             validate_parameters=False,
             task_runner=local_task_runner(),  # a Dask cluster instead: servers.dask
@@ -148,10 +208,36 @@ def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
     return decorate
 
 
+@task(name="record-models-worth", **TASK_OPTIONS)
+def record_models_worth_task(root: Path) -> None:
+    """Each model's test metrics on its logged model and registry version (MLflow 3)."""
+    results = read_model_results(root)
+    dataset = manifest_dataset(root, "test")
+    images = len(dataset.df)
+    for stage, metrics in results.items():
+        version = workspace_version(stage, root)
+        log_test_metrics(version, metrics, dataset)
+        describe_version(version, metrics, images)
+
+
 @task(name="promote-champion", **TASK_OPTIONS)
 def promote_champion_task(root: Path, threshold: float) -> dict[str, str]:
-    """Move the registry's ``champion`` alias to the best model on the test set."""
-    return promote_champion(root, read_model_results(root), threshold)
+    """Score the champion on this test set; move it only to a model that beats it there."""
+    test = split_rows(read_manifest(root / MANIFEST), "test")
+    return promote_champion(root, read_model_results(root), test, threshold)
+
+
+def publish_evaluation(root: Path) -> None:
+    """Evaluate's Prefect artifacts: every model's test metrics, and the comparison report."""
+    results = read_model_results(root)
+    rows = [
+        {"model": m, **{k: round(v, 4) for k, v in metrics.items()}}
+        for m, metrics in results.items()
+    ]
+    create_table_artifact(key="catdog-test-metrics", table=rows, description="Test-set metrics")
+    create_markdown_artifact(
+        key="catdog-comparison", markdown=(root / COMPARISON).read_text(), description=COMPARISON
+    )
 
 
 @stage_flow("ingest")
@@ -207,7 +293,10 @@ def scratch_flow(run: StageRun) -> None:
 def evaluate_flow(run: StageRun) -> None:
     from tasks.evaluate import evaluate  # here, so a stage's process imports its own task only
 
-    run.record(evaluate(run.params, run.root))
+    result = run.record(evaluate(run.params, run.root))
+    run.log_to_execution(result.metrics)  # the parent run carries every model's test metrics
+    publish_evaluation(run.root)
+    record_models_worth_task(run.root)
     run.tag(promote_champion_task(run.root, run.params.evaluate.threshold))
 
 

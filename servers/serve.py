@@ -1,28 +1,46 @@
-"""``catdog serve``: an MLflow tracking server and a Prefect server for a team, on loopback.
+"""``catdog serve``: an MLflow tracking server and a Prefect server for a team.
 
-Both run as child processes with their logs in ``.catdog/``; the command waits until each answers
-its health check, prints their URLs and the two variables that point the pipeline at them, and
-stops both cleanly on Ctrl-C (or when either one dies).
+Both run as child processes with their logs in ``.catdog/``: MLflow on the project's store with
+its artifacts served through the server (``mlflow-artifacts:``), Prefect under the project's
+Prefect home (its UI told its own address, whatever the port). The command waits until both answer
+their health checks, prints their URLs and the variables that point the pipeline at them, and
+stops both on Ctrl-C or when either one dies.
+
+On loopback both are open, as on a laptop. On any other host, or with ``--auth``, both require
+credentials (:mod:`servers.auth`): MLflow's ``basic-auth`` app and Prefect's API auth string; and
+MLflow lets in only the hosts and browser origins named.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-import httpx
-
+from catdog.io import write_text
+from servers.auth import (
+    MLFLOW_PASSWORD,
+    MLFLOW_USER,
+    PREFECT_AUTH,
+    AuthError,
+    ServerCredentials,
+    read_credentials,
+)
+from servers.health import is_healthy
+from servers.prefect import prefect_home, stop_prefect_server
 from workspace.paths import MLFLOW_ARTIFACTS, MLFLOW_DB, local_tracking_uri, state_dir
 
-__all__ = ["Service", "serve"]
+__all__ = ["LOOPBACK", "ServeOptions", "Service", "serve"]
 
 STOP_GRACE_S = 15.0
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass
@@ -34,9 +52,10 @@ class Service:
     health_url: str
     url: str
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # may hold a secret
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self, env: dict[str, str]) -> None:
+    def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -44,15 +63,9 @@ class Service:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=self.env,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop it in order
             )
-
-    def healthy(self) -> bool:
-        try:
-            return httpx.get(self.health_url, timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -73,49 +86,143 @@ class Service:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _services(home: Path, host: str, mlflow_port: int, prefect_port: int) -> list[Service]:
-    state = state_dir(home)
-    backend = local_tracking_uri(home)
-    return [
-        Service(
-            "MLflow tracking server",
-            [
-                sys.executable, "-m", "mlflow", "server",
-                "--backend-store-uri", backend,
-                "--artifacts-destination", str(home / MLFLOW_ARTIFACTS),
-                "--host", host, "--port", str(mlflow_port),
-            ],
-            f"http://{host}:{mlflow_port}/health",
-            f"http://{host}:{mlflow_port}",
-            state / "serve-mlflow.log",
-        ),
-        Service(
-            "Prefect server",
-            [
-                sys.executable, "-m", "prefect", "server", "start",
-                "--host", host, "--port", str(prefect_port), "--analytics-off",
-            ],
-            f"http://{host}:{prefect_port}/api/health",
-            f"http://{host}:{prefect_port}",
-            state / "serve-prefect.log",
-        ),
-    ]  # fmt: skip
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``catdog serve`` runs the two servers."""
+
+    host: str = "127.0.0.1"
+    mlflow_port: int = 5000
+    prefect_port: int = 4200
+    auth: bool = False  # credentials on loopback too
+    credentials_file: Path | None = None
+    allowed_hosts: str = ""  # MLflow's Host-header allow-list ('' : this host's names)
+    cors_origins: str = ""  # MLflow's CORS allow-list ('' : MLflow's default, localhost)
+    advertise: str = ""  # the name clients use for this host ('' : host, or the hostname)
+
+    @property
+    def public_host(self) -> str:
+        if self.advertise:
+            return self.advertise
+        return socket.gethostname() if self.host in ("0.0.0.0", "::") else self.host
+
+    @property
+    def needs_auth(self) -> bool:
+        return self.auth or self.host not in LOOPBACK
 
 
-def serve(
-    home: Path,
-    *,
-    host: str = "127.0.0.1",
-    mlflow_port: int = 5000,
-    prefect_port: int = 4200,
-    start_timeout_s: float = 120.0,
-) -> int:
-    """Run both servers until interrupted; 0 after a clean stop, 1 if one failed."""
-    services = _services(home, host, mlflow_port, prefect_port)
-    env = dict(
-        os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", MLFLOW_DISABLE_TELEMETRY="true"
+def _credentials(options: ServeOptions) -> ServerCredentials | None:
+    """The credentials the servers require, or None on open loopback; fail if they are missing."""
+    if not options.needs_auth:
+        return None
+    credentials = read_credentials(options.credentials_file)
+    if credentials is None:
+        where = "--auth" if options.host in LOOPBACK else f"--host {options.host}"
+        raise AuthError(
+            f"catdog serve {where} requires credentials: set {MLFLOW_USER} and {MLFLOW_PASSWORD} "
+            f"(the MLflow admin account) and {PREFECT_AUTH} (Prefect's API auth string), or "
+            "give --credentials FILE kept outside the repository; nothing was started"
+        )
+    return credentials
+
+
+def _mlflow_service(home: Path, options: ServeOptions, creds: ServerCredentials | None) -> Service:
+    host, port = options.host, options.mlflow_port
+    command = [sys.executable, "-m", "mlflow", "server"]
+    command += ["--backend-store-uri", local_tracking_uri(home)]
+    command += ["--artifacts-destination", str(home / MLFLOW_ARTIFACTS), "--serve-artifacts"]
+    command += ["--host", host, "--port", str(port)]
+    allowed = options.allowed_hosts or ",".join(
+        dict.fromkeys(f"{name}:{port}" for name in (options.public_host, host, "localhost"))
     )
-    env.pop("PREFECT_API_URL", None)  # the Prefect server must not talk to another one
+    command += ["--allowed-hosts", allowed]
+    if options.cors_origins:
+        command += ["--cors-allowed-origins", options.cors_origins]
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    if creds is not None:
+        command += ["--app-name", "basic-auth"]
+        env.update(
+            MLFLOW_AUTH_CONFIG_PATH=str(_auth_config(home, creds.mlflow_user)),
+            MLFLOW_AUTH_ADMIN_PASSWORD=creds.mlflow_password,  # the environment, not a file
+        )
+        # the auth app's CSRF protection signs with it: one per server start unless given
+        env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
+    url = f"http://{options.public_host}:{port}"
+    return Service(
+        "MLflow tracking server",
+        command,
+        f"http://127.0.0.1:{port}/health" if host != "::" else f"http://[::1]:{port}/health",
+        url,
+        state_dir(home) / "serve-mlflow.log",
+        env,
+    )
+
+
+def _auth_config(home: Path, admin: str) -> Path:
+    """MLflow's basic-auth settings: its user store in .catdog/, no password (that is env)."""
+    path = state_dir(home) / "mlflow-auth.ini"
+    write_text(
+        path,
+        "[mlflow]\n"
+        "default_permission = EDIT\n"  # the team's accounts may log runs and register models
+        f"database_uri = sqlite:///{state_dir(home) / 'mlflow-auth.db'}\n"
+        f"admin_username = {admin}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+    )
+    return path
+
+
+def _prefect_service(home: Path, options: ServeOptions, creds: ServerCredentials | None) -> Service:
+    port = options.prefect_port
+    url = f"http://{options.public_host}:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
+    env.update(
+        PREFECT_HOME=str(prefect_home(home)),  # the project's own run history
+        PREFECT_UI_API_URL=f"{url}/api",  # the UI finds its API on this port, not 4200
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    if creds is not None:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = creds.prefect_auth
+    command = [sys.executable, "-m", "prefect", "server", "start"]
+    command += ["--host", options.host, "--port", str(port), "--analytics-off"]
+    return Service(
+        "Prefect server",
+        command,
+        f"http://127.0.0.1:{port}/api/health",
+        url,
+        state_dir(home) / "serve-prefect.log",
+        env,
+    )
+
+
+def _banner(home: Path, services: list[Service], creds: ServerCredentials | None) -> str:
+    mlflow_url, prefect_url = services[0].url, services[1].url
+    lines = [
+        f"MLflow tracking server  {mlflow_url}   (store {home / MLFLOW_DB})",
+        f"Prefect server          {prefect_url}   (UI; runs in {prefect_home(home)})",
+        "Point the pipeline at them from another shell (or another machine):",
+        f"  export MLFLOW_TRACKING_URI={mlflow_url}",
+        f"  export PREFECT_API_URL={prefect_url}/api",
+    ]
+    if creds is not None:  # the variables' names only: their values never leave the environment
+        lines.append(f"  export {MLFLOW_USER}=... {MLFLOW_PASSWORD}=... {PREFECT_AUTH}=...")
+        lines.append("(your MLflow account, and the team's Prefect auth string)")
+    lines.append("Ctrl-C stops both.")
+    return "\n".join(lines) + "\n"
+
+
+def serve(home: Path, options: ServeOptions, *, start_timeout_s: float = 120.0) -> int:
+    """Run both servers until interrupted; 0 after a clean stop, 1 if one failed.
+
+    Raises:
+        AuthError: Credentials are required (off loopback, or ``--auth``) and missing.
+    """
+    creds = _credentials(options)  # before anything is started
+    if stop_prefect_server(home):  # the on-demand server holds the same Prefect home
+        sys.stdout.write("stopped the project's background Prefect server; serving it here\n")
+    from tracking.store import serve_artifacts_through_server
+
+    serve_artifacts_through_server(home)
+    services = [_mlflow_service(home, options, creds), _prefect_service(home, options, creds)]
     stopping = {"signal": 0}
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -124,34 +231,16 @@ def serve(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         for service in services:
-            service.start(env)
-        deadline = time.monotonic() + start_timeout_s
-        pending = list(services)
-        while pending and not stopping["signal"]:
-            for service in list(pending):
-                if not service.alive():
-                    return _failed(service, services, "exited while starting")
-                if service.healthy():
-                    pending.remove(service)
-            if time.monotonic() > deadline:
-                return _failed(pending[0], services, f"not healthy after {start_timeout_s:.0f} s")
-            time.sleep(0.5)
-        if stopping["signal"]:
-            return 0
-        mlflow_url, prefect_url = services[0].url, services[1].url
-        sys.stdout.write(
-            f"MLflow tracking server  {mlflow_url}   (store {home / MLFLOW_DB})\n"
-            f"Prefect server          {prefect_url}\n"
-            "Point the pipeline at them from another shell:\n"
-            f"  export MLFLOW_TRACKING_URI={mlflow_url}\n"
-            f"  export PREFECT_API_URL={prefect_url}/api\n"
-            "Ctrl-C stops both.\n"
-        )
+            service.start()
+        failure = _wait_until_healthy(services, start_timeout_s, stopping)
+        if failure or stopping["signal"]:
+            return failure
+        sys.stdout.write(_banner(home, services, creds))
         sys.stdout.flush()
         while not stopping["signal"]:
             for service in services:
                 if not service.alive():
-                    return _failed(service, services, "stopped unexpectedly")
+                    return _failed(service, "stopped unexpectedly")
             time.sleep(0.5)
         return 0
     finally:
@@ -161,7 +250,22 @@ def serve(
             signal.signal(signum, handler)
 
 
-def _failed(service: Service, services: list[Service], what: str) -> int:
+def _wait_until_healthy(services: list[Service], timeout_s: float, stopping: dict[str, int]) -> int:
+    deadline = time.monotonic() + timeout_s
+    pending = list(services)
+    while pending and not stopping["signal"]:
+        for service in list(pending):
+            if not service.alive():
+                return _failed(service, "exited while starting")
+            if is_healthy(service.health_url):
+                pending.remove(service)
+        if time.monotonic() > deadline:
+            return _failed(pending[0], f"not healthy after {timeout_s:.0f} s")
+        time.sleep(0.5)
+    return 0
+
+
+def _failed(service: Service, what: str) -> int:
     sys.stderr.write(
         f"catdog serve: the {service.name} {what}. Last lines of {service.log_path}:\n"
         f"{service.log_tail()}\n"

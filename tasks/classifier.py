@@ -15,7 +15,7 @@ from catdog.results import StageResult
 from catdog.seeding import seed_everything
 from catdog.training import EpochCallback, TrainResult, train
 from catdog.vgg16 import make_conv_base, make_dense_head, make_finetune_model
-from tasks.common import TASK_OPTIONS
+from tasks.common import TASK_OPTIONS, epoch_progress
 from tasks.image_training import book_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
 
@@ -47,7 +47,7 @@ def classifier(
             epochs=p.epochs,
             learning_rate=p.learning_rate,
             batch_size=p.batch_size,
-            on_epoch_end=on_epoch_end,
+            on_epoch_end=epoch_progress("classifier", p.epochs, on_epoch_end),
         )
     weights = json.loads((folder / "meta.json").read_text())["weights"]
     return save_training_outputs(
@@ -65,4 +65,4 @@ def _train_in_model(params: Params, root: Path, on_epoch_end: EpochCallback | No
     model = make_finetune_model(
         conv_base, head, book_augmentation(aug, p.seed), image_size=size, unfreeze=0
     )
-    return train_on_images(model, root, size, p, on_epoch_end)
+    return train_on_images("classifier", model, root, size, p, on_epoch_end)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-__all__ = ["TASK_OPTIONS", "progress_logger", "run_logger"]
+__all__ = ["TASK_OPTIONS", "epoch_progress", "progress_logger", "run_logger"]
 
 
 def _retry_only_io(task: Any, task_run: Any, state: Any) -> bool:
@@ -53,5 +54,29 @@ def progress_logger(what: str, *, every: float = 0.1) -> Callable[[int, int], No
         if fraction >= state["next"] or done == total:
             logger.info("%s: %d/%d (%.0f%%)", what, done, total, 100 * fraction)
             state["next"] = fraction + every
+
+    return report
+
+
+def epoch_progress(
+    stage: str, epochs: int, then: Callable[[int, Mapping[str, float]], None] | None = None
+) -> Callable[[int, Mapping[str, float]], None]:
+    """An ``on_epoch_end(epoch, logs)`` callback: one log line per epoch, then ``then``.
+
+    The line goes to the terminal and to the Prefect flow run's logs (Keras' own printing goes
+    to stdout only, which Prefect does not see).
+    """
+    logger = run_logger()
+    last = [time.perf_counter()]
+
+    def report(epoch: int, logs: Mapping[str, float]) -> None:
+        now = time.perf_counter()
+        values = "  ".join(f"{key} {value:.4f}" for key, value in logs.items())
+        logger.info(
+            "%s: epoch %d/%d  %s  (%.1f s)", stage, epoch + 1, epochs, values, now - last[0]
+        )
+        last[0] = now
+        if then is not None:
+            then(epoch, logs)
 
     return report

@@ -33,7 +33,7 @@ def finetune(params: Params, root: Path, on_epoch_end: EpochCallback | None = No
     head = classifier if classifier.input_shape[-1] != 3 else classifier.get_layer("dense_head")
     augmentation = book_augmentation(aug, p.seed)
     model = make_finetune_model(conv_base, head, augmentation, image_size=size, unfreeze=p.unfreeze)
-    result = train_on_images(model, root, size, p, on_epoch_end)
+    result = train_on_images("finetune", model, root, size, p, on_epoch_end)
     meta = json.loads((root / vocab.FEATURES_META).read_text())
     return save_training_outputs(
         "finetune", result, root, tags={"weights": meta["weights"]["label"]}

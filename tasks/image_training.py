@@ -13,6 +13,7 @@ from catdog.augmentation import make_augmentation
 from catdog.images import make_dataset
 from catdog.manifest import read_manifest, split_rows
 from catdog.training import EpochCallback, TrainResult, train
+from tasks.common import epoch_progress
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
     from catdog.params import AugmentParams, TrainParams
@@ -44,6 +45,7 @@ def book_augmentation(augment: AugmentParams, seed: int) -> keras.Sequential:
 
 
 def train_on_images(
+    stage: str,
     model: keras.Model,
     root: Path,
     image_size: int,
@@ -51,7 +53,7 @@ def train_on_images(
     on_epoch_end: EpochCallback | None,
 ) -> TrainResult:
     """Train ``model`` on the training split's images with a section's epochs, batch size,
-    learning rate and seed, validating on the validation split."""
+    learning rate and seed, validating on the validation split; log each epoch."""
     train_data, val_data = image_datasets(root, image_size, section.batch_size, section.seed)
     return train(
         model,
@@ -59,5 +61,5 @@ def train_on_images(
         val_data,
         epochs=section.epochs,
         learning_rate=section.learning_rate,
-        on_epoch_end=on_epoch_end,
+        on_epoch_end=epoch_progress(stage, section.epochs, on_epoch_end),
     )

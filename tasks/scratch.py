@@ -26,5 +26,5 @@ def scratch(params: Params, root: Path, on_epoch_end: EpochCallback | None = Non
     seed_everything(p.seed)
     augmentation = book_augmentation(aug, p.seed)
     model = make_scratch_model(size, augmentation, dropout=p.dropout, seed=p.seed)
-    result = train_on_images(model, root, size, p, on_epoch_end)
+    result = train_on_images("scratch", model, root, size, p, on_epoch_end)
     return save_training_outputs("scratch", result, root)

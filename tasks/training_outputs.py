@@ -43,5 +43,6 @@ def save_training_outputs(
         history=result.history,
         artifacts=[history_csv, figure],
         model_path=model_path,
+        model=result.model,
         tags=tags or {},
     )

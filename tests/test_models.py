@@ -9,7 +9,7 @@ from catdog.augmentation import make_augmentation
 from catdog.convnets import make_scratch_model
 from catdog.features import extract_to_file, feature_extractor, view_batches
 from catdog.seeding import seed_everything
-from catdog.training import KeepBestWeights, train
+from catdog.training import train
 from catdog.vgg16 import make_conv_base, make_dense_head, make_finetune_model, make_vgg16_preprocess
 from catdog.weights import (
     IMAGENET_FILE,
@@ -125,7 +125,7 @@ def test_scratch_model_is_the_books_convnet():
     assert model.output_shape == (None, 1)
 
 
-def test_keep_best_weights_restores_the_lowest_val_loss_epoch():
+def test_training_restores_the_lowest_val_loss_epoch_and_stops_when_patience_runs_out():
     seed_everything(1)
     model = make_dense_head((4,), units=4)
     rng = np.random.default_rng(1)
@@ -142,7 +142,19 @@ def test_keep_best_weights_restores_the_lowest_val_loss_epoch():
     assert result.best_epoch == int(np.argmin(result.history["val_loss"]))
     restored = model.evaluate(x, y.astype("float32"), verbose=0, return_dict=True)["loss"]
     assert restored == pytest.approx(result.best_val_loss, rel=1e-4)
-    assert isinstance(KeepBestWeights().best, float)
+    seed_everything(1)
+    noisy = (rng.uniform(size=32) > 0.5).astype("float32")  # labels it cannot learn
+    stopped = train(
+        make_dense_head((4,), units=4),
+        (x, noisy),
+        (x, 1 - noisy),
+        epochs=50,
+        learning_rate=0.05,
+        batch_size=8,
+        patience=2,
+    )
+    epochs_run = len(stopped.history["val_loss"])
+    assert epochs_run < 50 and epochs_run == stopped.best_epoch + 3
 
 
 def test_features_stream_to_disk_and_float16_keeps_predictions(untrained_weights, tmp_path):

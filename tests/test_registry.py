@@ -13,22 +13,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from catdog.predict import predict_images
 from tests.conftest import write_image
+from tracking.champion import ALIAS, CHAMPION_MODEL, choose_challenger, promote_champion
 from tracking.lineage import dvc_hash, lineage, parse_model_reference, render_lineage, run_lineage
 from tracking.models import load_model_reference, log_keras_model
-from tracking.registry import (
-    ALIAS,
-    CHAMPION_MODEL,
-    REGISTERED_NAMES,
-    choose_champion,
-    promote_champion,
-)
+from tracking.registry import REGISTERED_NAMES
 
 
 def tiny_image_model(path: Path, weight: float) -> Path:
-    """Raw RGB pixels in, sigmoid out: mean brightness times ``weight`` (distinct per model)."""
+    """Raw RGB pixels in, sigmoid out: (mean brightness - 1/2) times 3 ``weight``. On the photos
+    of :func:`dark_cats_bright_dogs` a positive weight is always right, a negative one wrong."""
     inputs = keras.Input((32, 32, 3), name="image")
     x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -36,7 +33,7 @@ def tiny_image_model(path: Path, weight: float) -> Path:
         1,
         activation="sigmoid",
         kernel_initializer=keras.initializers.Constant(weight),
-        bias_initializer=keras.initializers.Constant(-weight / 2),
+        bias_initializer=keras.initializers.Constant(-1.5 * weight),  # 3 channels summed
     )(x)
     path.parent.mkdir(parents=True, exist_ok=True)
     keras.Model(inputs, outputs).save(path)
@@ -63,26 +60,39 @@ def register(stage: str, root: Path, weight: float) -> str:
         model_hash = dvc_hash(path)
         mlflow.set_tags({"dvc.model": model_hash, "git.commit": "c0ffee", "dvc.data_raw": "r.dir"})
         mlflow.log_param(f"{stage}.epochs", 3)
-        info = log_keras_model(path, name="model", registered_model_name=REGISTERED_NAMES[stage])
+        model = keras.saving.load_model(path)
+        info = log_keras_model(model, name=stage, registered_model_name=REGISTERED_NAMES[stage])
         MlflowClient().set_model_version_tag(
             REGISTERED_NAMES[stage], str(info.registered_model_version), "dvc.model", model_hash
         )
     return str(info.registered_model_version)
 
 
+def dark_cats_bright_dogs(root: Path) -> pd.DataFrame:
+    """Four dark cats and four bright dogs in the workspace, as the manifest's test rows."""
+    rows = []
+    for i in range(4):
+        for label, level in (("cat", 40), ("dog", 210)):
+            path = root / "data/raw" / label / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((32, 32, 3), level + 5 * i, dtype=np.uint8)).save(path)
+            rows.append({"path": path.relative_to(root).as_posix(), "label": label})
+    return pd.DataFrame(rows)
+
+
 def aliases(name: str) -> list[str]:
     return list(MlflowClient().get_registered_model(name).aliases)
 
 
-def test_choose_champion_by_accuracy_then_auc():
+def test_choose_challenger_by_accuracy_then_auc():
     results = {
         "classifier": {"accuracy": 0.8, "roc_auc": 0.9},
         "finetune": {"accuracy": 0.9, "roc_auc": 0.8},
         "scratch": {"accuracy": 0.9, "roc_auc": 0.85},
     }
-    assert choose_champion(results) == "scratch"
+    assert choose_challenger(results) == "scratch"
     results["finetune"]["roc_auc"] = 0.85  # a full tie: the first in stage order wins
-    assert choose_champion(results) == "finetune"
+    assert choose_challenger(results) == "finetune"
 
 
 @pytest.mark.parametrize(
@@ -102,28 +112,69 @@ def test_parse_model_reference_rejects_paths_with_a_hint():
         parse_model_reference("models/finetune.keras")
 
 
-def test_champion_alias_moves_and_the_served_model_takes_image_bytes(store, tmp_path):
+def test_the_champion_moves_only_to_a_model_that_beats_it_on_this_test_set(store, tmp_path):
+    root = tmp_path / "workspace"
+    test = dark_cats_bright_dogs(root)
+    register("scratch", root, -4.0)  # always wrong
+    with mlflow.start_run(run_name="evaluate 1"):
+        first = promote_champion(root, {"scratch": {"accuracy": 0.0}}, test, 0.5)
+    assert first["champion.decision"] == "first" and first["champion.model"] == "catdog-scratch/1"
+
+    better = register("scratch", root, 4.0)  # always right: it takes the alias
+    with mlflow.start_run(run_name="evaluate 2") as run:
+        moved = promote_champion(root, {"scratch": {"accuracy": 1.0}}, test, 0.5)
+    assert moved["champion.decision"] == "moved"
+    assert (moved["champion.incumbent"], moved["champion.model"]) == (
+        "catdog-scratch/1",
+        f"catdog-scratch/{better}",
+    )
+    assert float(moved["champion.incumbent_accuracy"]) == 0.0  # scored here, not remembered
+    assert (
+        MlflowClient().get_run(run.info.run_id).data.metrics["champion_challenger_accuracy"] == 1.0
+    )
+    served = MlflowClient().get_model_version_by_alias(CHAMPION_MODEL, ALIAS)
+    assert served.tags["catdog.source"] == f"catdog-scratch/{better}"
+
+    register("finetune", root, -4.0)  # a worse execution: the champion stays where it is
+    with mlflow.start_run(run_name="evaluate 3"):
+        kept = promote_champion(root, {"finetune": {"accuracy": 0.0}}, test, 0.5)
+    assert kept["champion.decision"] == "kept"
+    assert kept["champion.model"] == f"catdog-scratch/{better}"
+    assert float(kept["champion.incumbent_accuracy"]) == 1.0
+    assert MlflowClient().get_model_version_by_alias(CHAMPION_MODEL, ALIAS).version == (
+        served.version
+    )
+    assert aliases("catdog-scratch") == [ALIAS] and aliases("catdog-finetuned") == []
+    decision = MlflowClient().get_registered_model(CHAMPION_MODEL).tags["champion.decision"]
+    assert decision == (
+        f"the champion catdog-scratch/{better} (1.000) kept its place over catdog-finetuned/1 "
+        "(test accuracy 0.000) on the same 8 test images"
+    )
+    info = lineage(store, "catdog@champion")
+    assert info["champion"]["latest"] == decision
+    assert "beat the champion catdog-scratch/1 (0.000)" in info["champion"]["promoted"]
+    assert f"latest:    {decision}" in render_lineage(info)
+
+    register("finetune", root, 4.0)  # as good as the champion: a tie keeps the incumbent
+    with mlflow.start_run(run_name="evaluate 4"):
+        tie = promote_champion(root, {"finetune": {"accuracy": 1.0}}, test, 0.5)
+    assert tie["champion.decision"] == "kept"
+
+
+def test_the_served_champion_takes_image_bytes_as_catdog_predict_does(store, tmp_path):
     root = tmp_path / "workspace"
     scratch_version = register("scratch", root, 4.0)
-    finetune_version = register("finetune", root, -4.0)
-
     with mlflow.start_run(run_name="evaluate"):
-        tags = promote_champion(
-            root,
-            {"finetune": {"accuracy": 0.6, "roc_auc": 0.7}, "scratch": {"accuracy": 0.8}},
-            0.5,
-        )
+        test = dark_cats_bright_dogs(root)
+        tags = promote_champion(root, {"scratch": {"accuracy": 0.8}}, test, 0.5)
     assert tags["champion.model"] == f"catdog-scratch/{scratch_version}"
-    assert aliases("catdog-scratch") == [ALIAS] and aliases("catdog-finetuned") == []
     served = MlflowClient().get_model_version_by_alias(CHAMPION_MODEL, ALIAS)
-    assert served.tags["catdog.source"] == f"catdog-scratch/{scratch_version}"
     assert served.tags["dvc.model"] == dvc_hash(root / "models/scratch.keras")
 
     # The served champion: image file bytes in, as MLflow's scoring server passes them.
     photos = [
         write_image(tmp_path / "p" / f"{i}.jpg", size=(50 + 10 * i, 40), seed=i) for i in range(3)
     ]
-    (tmp_path / "p" / "broken.jpg").write_bytes(b"not an image")
     pyfunc = mlflow.pyfunc.load_model(f"models:/{CHAMPION_MODEL}@{ALIAS}")
     inputs = [p.read_bytes() for p in photos] + [b"not an image"]
     served_out = pyfunc.predict(pd.DataFrame({"image": inputs}))
@@ -141,33 +192,15 @@ def test_champion_alias_moves_and_the_served_model_takes_image_bytes(store, tmp_
     again, _ = predict_images(model, photos)
     pd.testing.assert_frame_equal(again, expected)
 
-    # finetune wins the next evaluation: the alias moves, and a new served version wraps it
-    with mlflow.start_run(run_name="evaluate"):
-        promote_champion(
-            root,
-            {"finetune": {"accuracy": 0.9}, "scratch": {"accuracy": 0.8}},
-            0.5,
-        )
-    assert aliases("catdog-finetuned") == [ALIAS] and aliases("catdog-scratch") == []
-    served = MlflowClient().get_model_version_by_alias(CHAMPION_MODEL, ALIAS)
-    assert served.tags["catdog.source"] == f"catdog-finetuned/{finetune_version}"
-    assert str(served.version) == "2"
-
-    # the same champion again: no new served version
-    with mlflow.start_run(run_name="evaluate"):
-        promote_champion(root, {"finetune": {"accuracy": 0.9}, "scratch": {"accuracy": 0.8}}, 0.5)
-    versions = MlflowClient().search_model_versions(f"name = '{CHAMPION_MODEL}'")
-    assert sorted(int(v.version) for v in versions) == [1, 2]
-
     # lineage follows the served model to the run that trained the wrapped one
     info = lineage(store, "catdog@champion")
-    assert info["wraps"]["name"] == "catdog-finetuned"
-    assert info["run"]["stage"] == "finetune"
+    assert info["wraps"]["name"] == "catdog-scratch"
+    assert info["run"]["stage"] == "scratch"
     assert info["git"]["commit"] == "c0ffee"
     assert info["data"]["data/raw"] == "r.dir"
-    assert info["params"] == {"finetune.epochs": "3"}
+    assert info["params"] == {"scratch.epochs": "3"}
     text = render_lineage(info)
-    assert "c0ffee" in text and "finetune.epochs = 3" in text
+    assert "c0ffee" in text and "scratch.epochs = 3" in text
     assert json.loads(run_lineage(store, "catdog@champion", as_json=True)) == info
 
 
@@ -175,7 +208,9 @@ def test_a_champion_trained_under_another_store_is_registered_from_the_workspace
     root = tmp_path / "workspace"
     tiny_image_model(root / "models/scratch.keras", 2.0)  # no version of it in this store
     with mlflow.start_run(run_name="evaluate"):
-        tags = promote_champion(root, {"scratch": {"accuracy": 0.7}}, 0.5)
+        tags = promote_champion(
+            root, {"scratch": {"accuracy": 0.7}}, dark_cats_bright_dogs(root), 0.5
+        )
     assert tags["champion.model"] == "catdog-scratch/1"
     version = MlflowClient().get_model_version("catdog-scratch", "1")
     assert version.tags["dvc.model"] == dvc_hash(root / "models/scratch.keras")

@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
 import tempfile
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from catdog import stage_table as pipeline
 from catdog.errors import ModelReferenceError
 from catdog.io import write_json
+from catdog.manifest import read_manifest, split_rows
 from catdog.vocabulary import (
     AUGMENTED_DIR,
     CONV_BASE_WEIGHTS,
@@ -43,7 +42,6 @@ __all__ = [
     "DATA_TAGS",
     "LINEAGE_TAG_KEYS",
     "dvc_hash",
-    "git_commit",
     "lineage",
     "lineage_tags",
     "parse_model_reference",
@@ -64,6 +62,7 @@ DATA_TAGS: dict[str, str] = {
     CONV_BASE_WEIGHTS: "dvc.conv_base",
 }
 MODEL_TAG = "dvc.model"  # DVC's hash of a model stage's .keras file
+DECISION_TAG = "champion.decision"  # on a catdog version and the registered model: why champion
 #: Run tags copied onto each registered model version, so the registry shows where it came from.
 LINEAGE_TAG_KEYS: tuple[str, ...] = (
     "git.commit",
@@ -75,24 +74,6 @@ LINEAGE_TAG_KEYS: tuple[str, ...] = (
     "prefect.flow_run_id",
     "dvc.exp_name",
 )
-
-
-def git_commit(root: Path) -> tuple[str, bool]:
-    """The workspace's git commit and whether the tree is dirty ('' if not a git repo)."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "", False
-    return commit, bool(status.strip())
 
 
 def _stat_signature(path: Path) -> str:
@@ -190,30 +171,35 @@ def record_lineage(stage: str, root: Path) -> None:
     log_dataset_input(stage, root)
 
 
+def manifest_dataset(root: Path, split: str = "") -> Any:
+    """The split manifest (or one ``split`` of it) as an MLflow dataset, its digest DVC's hash."""
+    from mlflow.data.dataset_source_registry import get_registered_sources
+
+    manifest_path = root / MANIFEST
+    manifest = read_manifest(manifest_path)  # all text: no integer columns for MLflow to doubt
+    rows = split_rows(manifest, split) if split else manifest
+    # Named, not guessed: MLflow registers its local source twice and warns when it resolves one
+    local = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
+    return mlflow.data.from_pandas(
+        rows,
+        source=local(manifest_path.resolve().as_uri()),
+        targets="label",
+        name=f"catdog-{split}-split" if split else "catdog-manifest",
+        digest=dvc_hash(manifest_path)[:36],
+    )
+
+
 def log_dataset_input(stage: str, root: Path) -> None:
     """Log the split manifest as the run's dataset input (``mlflow.log_input``), when it reads it.
 
-    The dataset's digest is the manifest's DVC hash; its context says which split the stage used.
+    Evaluate logs the test split (context ``evaluation``); the others the whole manifest.
     """
-    s = pipeline.stage(stage)
-    manifest_path = root / MANIFEST
-    if MANIFEST not in s.deps or not manifest_path.is_file():
+    if MANIFEST not in pipeline.stage(stage).deps or not (root / MANIFEST).is_file():
         return
-    import pandas as pd
-
-    manifest = pd.read_csv(manifest_path)
-    context = "evaluation" if stage == "evaluate" else "training"
-    used = manifest[manifest["split"] == "test"] if stage == "evaluate" else manifest
-    with warnings.catch_warnings():  # MLflow's hints about local sources and integer columns
-        warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(
-            used.reset_index(drop=True),
-            source=str(manifest_path),
-            targets="label",
-            name="catdog-manifest" if stage != "evaluate" else "catdog-test-split",
-            digest=dvc_hash(manifest_path)[:36],
-        )
-    mlflow.log_input(dataset, context=context)
+    if stage == "evaluate":
+        mlflow.log_input(manifest_dataset(root, "test"), context="evaluation")
+    else:
+        mlflow.log_input(manifest_dataset(root), context="training")
 
 
 def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
@@ -255,10 +241,15 @@ def lineage(tracking_uri: str, reference: str) -> dict[str, Any]:
     wrapped = None
     run_id = version.run_id
     source = version.tags.get("catdog.source", "")
+    decisions = {}
     if source:  # the serving wrapper: follow it to the model it wraps
         name, number = source.rsplit("/", 1)
         wrapped = client.get_model_version(name, number)
         run_id = wrapped.run_id
+        decisions = {
+            "promoted": version.tags.get(DECISION_TAG, ""),
+            "latest": client.get_registered_model(version.name).tags.get(DECISION_TAG, ""),
+        }
     run = client.get_run(run_id)
     tags = run.data.tags
     parent_id = tags.get("mlflow.parentRunId", "")
@@ -299,6 +290,7 @@ def lineage(tracking_uri: str, reference: str) -> dict[str, Any]:
             "used": tags.get("weights", ""),
             "requested": tags.get("weights.requested", ""),
         },
+        "champion": decisions,
         "prefect_flow_run_id": tags.get("prefect.flow_run_id", ""),
         "dvc_experiment": tags.get("dvc.exp_name", ""),
         "params": dict(sorted(run.data.params.items())),
@@ -331,6 +323,10 @@ def render_lineage(info: Mapping[str, Any]) -> str:
     ]
     if info["dvc_experiment"]:
         lines.append(f"dvc exp:   {info['dvc_experiment']}")
+    if info["champion"].get("promoted"):
+        lines.append(f"promoted:  {info['champion']['promoted']}")
+    if info["champion"].get("latest"):
+        lines.append(f"latest:    {info['champion']['latest']}")
     lines.append("data (DVC hashes):")
     lines += [f"  {label:<28} {value}" for label, value in info["data"].items()] or ["  -"]
     lines.append("params:")

@@ -29,12 +29,23 @@ def pip_requirements() -> list[str]:
     return pins
 
 
-def log_keras_model(path: Path, *, name: str, registered_model_name: str | None = None) -> Any:
-    """Log a ``.keras`` file as an MLflow Keras model of the active run (and register it)."""
-    import keras
+def log_keras_model(
+    model: keras.Model,
+    *,
+    name: str,
+    registered_model_name: str | None = None,
+    step: int = 0,
+) -> Any:
+    """Log a Keras model (the one in memory) as an MLflow model of the active run.
+
+    Args:
+        model: The model, as the stage trained or loaded it.
+        name: The logged model's name (``classifier``, ``finetune``, ``scratch``).
+        registered_model_name: Register it as a version of this model, if given.
+        step: The step it is logged at: MLflow links the run's metrics at that step to it.
+    """
     from mlflow.models import infer_signature
 
-    model = keras.saving.load_model(path, safe_mode=True)
     example = np.zeros((1, *model.input_shape[1:]), dtype="float32")
     signature = infer_signature(example, np.zeros((1, 1), dtype="float32"))
     return mlflow.keras.log_model(
@@ -43,6 +54,7 @@ def log_keras_model(path: Path, *, name: str, registered_model_name: str | None 
         signature=signature,
         pip_requirements=pip_requirements(),
         registered_model_name=registered_model_name,
+        step=step,
     )
 
 

@@ -19,14 +19,14 @@ from typing import Any
 
 import mlflow
 import numpy as np
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from catdog.results import StageResult, flat
 from catdog.vocabulary import METRICS, MODELS
-from tracking.lineage import git_commit
 from tracking.registry import REGISTERED_NAMES, tag_version
 from tracking.store import configure_mlflow
+from workspace.execution import ExecutionInfo
 from workspace.lock import Owner
 
 __all__ = [
@@ -60,16 +60,24 @@ class Execution:
 
     run_id: str
     key: str
-    trigger: str
-    owner_tags: Mapping[str, str]  # OWNER_TAG, HOST_TAG, WORKSPACE_TAG: copied onto each child
+    info: ExecutionInfo
 
+    @property
+    def trigger(self) -> str:
+        return self.info.trigger
 
-def _owner_tags(owner: Owner, workspace: Path) -> dict[str, str]:
-    return {
-        OWNER_TAG: f"{owner.pid}:{owner.created:.3f}",
-        HOST_TAG: socket.gethostname(),
-        WORKSPACE_TAG: str(workspace),
-    }
+    @property
+    def label(self) -> str:
+        return self.info.label
+
+    def owner_tags(self, workspace: Path) -> dict[str, str]:
+        """Tags that tie a run to the process it belongs to (copied onto each child run)."""
+        owner = self.info.owner
+        return {
+            OWNER_TAG: f"{owner.pid}:{owner.created:.3f}",
+            HOST_TAG: socket.gethostname(),
+            WORKSPACE_TAG: str(workspace),
+        }
 
 
 def _owner_of(tags: Mapping[str, str]) -> Owner | None:
@@ -106,42 +114,52 @@ def mark_killed_runs(client: MlflowClient, experiment_id: str, workspace: Path) 
 
 
 def open_execution(
-    home: Path, root: Path, experiment: str, *, trigger: str, owner: Owner, key: str = ""
+    home: Path,
+    root: Path,
+    experiment: str,
+    info: ExecutionInfo,
+    *,
+    key: str = "",
+    params: Mapping[str, Any] | None = None,
 ) -> Execution:
     """Find or create the parent run of this pipeline execution.
 
     Under ``dvc repro`` every stage is a separate process; they share one parent run found by
-    the DVC process they descend from (their ``owner``), or by ``key`` when the caller gives one.
-    Runs of this workspace left RUNNING by a killed execution are marked KILLED first.
+    the DVC process they descend from (the execution's owner), or by ``key`` when the caller
+    gives one. A new parent run is named by the execution's label and logs ``params``, the
+    execution's params; runs of this workspace left RUNNING by a killed execution are marked
+    KILLED first.
     """
     experiment_id = configure_mlflow(home, experiment)
     client = MlflowClient()
-    key = key or f"{trigger}:{owner.pid}:{owner.created:.3f}"
+    owner = info.owner
+    key = key or f"{info.trigger}:{owner.pid}:{owner.created:.3f}"
     existing = client.search_runs(
         [experiment_id], filter_string=f"tags.`{EXECUTION_TAG}` = '{key}'", max_results=1
     )
-    owner_tags = _owner_tags(owner, root)
     if existing:
         run_id = existing[0].info.run_id
         client.update_run(run_id, status="RUNNING")
-        return Execution(run_id, key, trigger, owner_tags)
+        return Execution(run_id, key, info)
     mark_killed_runs(client, experiment_id, root)
-    commit, dirty = git_commit(root)
-    name = f"{trigger} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    execution = Execution("", key, info)
     run = client.create_run(
         experiment_id,
-        run_name=name,
+        run_name=info.label,
         tags={
             EXECUTION_TAG: key,
-            "catdog.trigger": trigger,
+            "catdog.trigger": info.trigger,
             "catdog.kind": "pipeline",
-            "git.commit": commit,
-            "git.dirty": str(dirty).lower(),
-            "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
-            **owner_tags,
+            "git.commit": info.commit,
+            "git.dirty": str(info.dirty).lower(),
+            "dvc.exp_name": info.exp_name,
+            **execution.owner_tags(root),
         },
     )
-    return Execution(run.info.run_id, key, trigger, owner_tags)
+    flat_params = [Param(k, str(v)) for k, v in flat(params or {}).items()]
+    for start in range(0, len(flat_params), 100):  # MLflow takes 100 params a request
+        client.log_batch(run.info.run_id, params=flat_params[start : start + 100])
+    return Execution(run.info.run_id, key, info)
 
 
 def finish_execution(execution: Execution, status: str = "FINISHED") -> None:
@@ -153,20 +171,23 @@ def finish_execution(execution: Execution, status: str = "FINISHED") -> None:
 def stage_run(
     execution: Execution, stage: str, root: Path, tags: Mapping[str, str] | None = None
 ) -> Iterator[mlflow.ActiveRun]:
-    """A child run named after the stage; failures mark it and the parent FAILED."""
-    commit, dirty = git_commit(root)
+    """A child run named after the stage and its execution; failures mark it and the parent
+    FAILED (KILLED for Ctrl-C)."""
+    info = execution.info
     all_tags = {
         "catdog.stage": stage,
-        "catdog.trigger": execution.trigger,
-        "git.commit": commit,
-        "git.dirty": str(dirty).lower(),
+        "catdog.trigger": info.trigger,
+        "git.commit": info.commit,
+        "git.dirty": str(info.dirty).lower(),
         "dvc.stage": os.environ.get("DVC_STAGE", ""),
-        "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
-        **execution.owner_tags,
+        "dvc.exp_name": info.exp_name,
+        "mlflow.source.name": f"catdog stage {stage}",  # what MLflow's UI shows as the source
+        **execution.owner_tags(root),
         **(tags or {}),
     }
+    name = f"{stage} · {info.label}"
     with mlflow.start_run(
-        run_name=stage, parent_run_id=execution.run_id, tags=all_tags, nested=True
+        run_name=name, parent_run_id=execution.run_id, tags=all_tags, nested=True
     ) as run:
         try:
             yield run
@@ -218,11 +239,16 @@ def log_stage_result(result: StageResult, params: Mapping[str, Any]) -> None:
         if artifact.is_file():
             folder = "plots" if artifact.suffix == ".png" else "reports"
             mlflow.log_artifact(str(artifact), artifact_path=folder)
-    if result.model_path is not None:
+    if result.model is not None:
         from tracking.models import log_keras_model  # Keras: only model stages log a model
 
         registered = REGISTERED_NAMES.get(result.stage)
-        info = log_keras_model(result.model_path, name="model", registered_model_name=registered)
+        epochs = len(next(iter(result.history.values()))) if result.history else 0
+        # logged at the step after the last epoch: MLflow links a run's metrics at the step a
+        # model is logged at to the model, and epoch values must not pose as its result
+        info = log_keras_model(
+            result.model, name=result.stage, registered_model_name=registered, step=epochs
+        )
         if registered:
             run_tags = mlflow.get_run(mlflow.active_run().info.run_id).data.tags
             tag_version(registered, str(info.registered_model_version), run_tags)

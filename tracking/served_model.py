@@ -44,8 +44,9 @@ class CatDogImageModel(PythonModel):
         config = context.model_config or {}
         self.threshold = float(config.get("threshold", 0.5))
 
-    # untyped on purpose: MLflow would read type hints as an input schema
-    def predict(self, context, model_input, params=None):
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         from catdog.predict import predict_images
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

@@ -11,6 +11,7 @@ see DVC's.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ class DvcRecord:
     def __init__(self, workspace: Path) -> None:
         from dvc.repo import Repo  # DVC's import costs ~1 s: only processes that use it pay
 
+        # DVC prints through a handler of its own; not again through Prefect's console
+        logging.getLogger("dvc").propagate = False
         self.workspace = workspace
         self.repo = Repo(str(workspace))
 
