@@ -1,4 +1,10 @@
-"""Test-set metrics and curves of binary cat-vs-dog classifiers (numpy and pandas only).
+"""Test-set metrics and curves of binary cat-vs-dog classifiers.
+
+The values come from scikit-learn's metrics (:mod:`sklearn.metrics`); the input validation, the
+one-class handling and the calibration bins are ours. Where scikit-learn's own arithmetic would
+change the last bits of a value, it is combined exactly instead: ``f1`` is the harmonic mean of
+scikit-learn's precision and recall, ``roc_auc`` the exact area under its per-threshold counts,
+and ``log_loss`` stays in numpy (see :func:`_log_loss`).
 
 Conventions:
     * The positive class is ``1`` (dog); the negative class is ``0`` (cat).
@@ -7,6 +13,8 @@ Conventions:
     * Label and probability arrays may be 1-D, or 2-D with a single column (the
       shape Keras' ``model.predict`` returns); both are flattened.
 
+scikit-learn is imported inside the functions that use it, not at module top:
+:mod:`catdog.plots.evaluation` imports :data:`CALIBRATION_COLUMNS` from here and must stay light.
 """
 
 from __future__ import annotations
@@ -129,22 +137,37 @@ def _safe_div(num: float, den: float) -> float:
     return float(num) / float(den) if den else 0.0
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Returns 1-based ranks of ``values``, tied values sharing their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_vals = values[order]
-    # Start index of each run of equal values, plus the end sentinel.
-    starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    # Positions start..end-1 (0-based) get ranks start+1..end; their mean is (start+end+1)/2.
-    run_ranks = (starts + ends + 1) / 2.0
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat(run_ranks, ends - starts)
-    return ranks
+def _check_threshold(threshold: object) -> float:
+    """Returns ``threshold`` as a float, raising ``ValueError`` unless it is a number in [0, 1]."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"threshold must be a number, got {threshold!r}") from exc
+    if not (0.0 <= value <= 1.0):  # also rejects NaN
+        raise ValueError(f"threshold must lie in [0, 1], got {value}")
+    return value
+
+
+def _roc_counts(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False- and true-positive counts per distinct score, from (0, 0) at ``threshold = inf``.
+
+    Returns:
+        ``(fps, tps, thresholds)``: float arrays of exact integer counts of the rule
+        ``probs >= thresholds[i]``, thresholds decreasing, ``thresholds[0] = inf``.
+    """
+    from sklearn.metrics import confusion_matrix_at_thresholds
+
+    _, fps, _, tps, thresholds = confusion_matrix_at_thresholds(labels, probs)
+    return np.r_[0.0, fps], np.r_[0.0, tps], np.r_[np.inf, thresholds]
 
 
 def _roc_auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """ROC AUC by the Mann-Whitney U statistic with average ranks for ties.
+    """ROC AUC as the exact area under scikit-learn's per-threshold counts.
+
+    Ties move the curve diagonally, so this is the Mann-Whitney U statistic with average ranks
+    over ``n_pos * n_neg``. The trapezoids are summed in integer counts (exact in float64) and
+    divided once, so the result is the correctly rounded ratio; ``roc_auc_score`` sums rounded
+    rates and can differ from it in the last bits.
 
     Returns:
         The AUC, or NaN when only one class is present.
@@ -153,13 +176,17 @@ def _roc_auc(labels: np.ndarray, probs: np.ndarray) -> float:
     n_neg = len(labels) - n_pos
     if n_pos == 0 or n_neg == 0:
         return math.nan
-    rank_sum = float(_average_ranks(probs)[labels == 1].sum())
-    u_stat = rank_sum - n_pos * (n_pos + 1) / 2.0
-    return u_stat / (n_pos * n_neg)
+    fps, tps, _ = _roc_counts(labels, probs)
+    twice_u = float(np.sum(np.diff(fps) * (tps[1:] + tps[:-1])))
+    return twice_u / (2.0 * n_pos * n_neg)
 
 
 def _log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Mean binary cross-entropy with probabilities clipped to avoid ``log(0)``."""
+    """Mean binary cross-entropy with probabilities clipped to avoid ``log(0)``.
+
+    Not ``sklearn.metrics.log_loss``: it takes ``log(1 - p)`` where this takes ``log1p(-p)``,
+    which changes the last bits of the mean and loses precision for confident negatives.
+    """
     p = np.clip(probs, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
     losses = -(labels * np.log(p) + (1 - labels) * np.log1p(-p))
     return float(losses.mean())
@@ -190,24 +217,21 @@ def compute_metrics(
             other than 0/1, probabilities that are non-finite or outside
             ``[0, 1]``, or the threshold is not a finite number in ``[0, 1]``.
     """
-    labels, probs = _check_pair(y_true, y_prob)
-    try:
-        threshold = float(threshold)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"threshold must be a number, got {threshold!r}") from exc
-    if not (0.0 <= threshold <= 1.0):  # also rejects NaN
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
+    labels, probs = _check_pair(y_true, y_prob)
+    threshold = _check_threshold(threshold)
     preds = (probs >= threshold).astype(np.int64)
-    (tn, fp), (fn, tp) = confusion_matrix(labels, preds).tolist()
-    precision = _safe_div(tp, tp + fp)
-    recall = _safe_div(tp, tp + fn)
-    f1 = _safe_div(2 * precision * recall, precision + recall)
+    precision, recall, _, _ = precision_recall_fscore_support(
+        labels, preds, average="binary", pos_label=1, zero_division=0
+    )
+    precision, recall = float(precision), float(recall)
     return {
-        "accuracy": _safe_div(tp + tn, len(labels)),
+        "accuracy": float(accuracy_score(labels, preds)),
         "precision": precision,
         "recall": recall,
-        "f1": f1,
+        # scikit-learn's f1 is 2tp / (2tp + fp + fn): the same number, rounded differently.
+        "f1": _safe_div(2 * precision * recall, precision + recall),
         "roc_auc": float(_roc_auc(labels, probs)),
         "log_loss": _log_loss(labels, probs),
     }
@@ -227,10 +251,12 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: If the inputs are empty, differ in length or are not 0/1.
     """
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
     labels = _check_labels(y_true, "y_true")
     preds = _check_labels(y_pred, "y_pred")
     _check_same_length(labels, preds, "y_true", "y_pred")
-    return np.bincount(2 * labels + preds, minlength=4).reshape(2, 2).astype(np.int64)
+    return sk_confusion_matrix(labels, preds, labels=[0, 1]).astype(np.int64)
 
 
 def roc_curve(y_true: np.ndarray, y_prob: np.ndarray) -> pd.DataFrame:
@@ -256,26 +282,18 @@ def roc_curve(y_true: np.ndarray, y_prob: np.ndarray) -> pd.DataFrame:
     Raises:
         ValueError: On invalid inputs (see :func:`compute_metrics`).
     """
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
     labels, probs = _check_pair(y_true, y_prob)
-    order = np.argsort(-probs, kind="mergesort")
-    sorted_probs = probs[order]
-    sorted_labels = labels[order]
-    # Last index of each run of equal scores: the cumulative counts there are
-    # the counts for "predict positive when score >= that value".
-    last = np.flatnonzero(np.r_[sorted_probs[1:] != sorted_probs[:-1], True])
-    tps = np.cumsum(sorted_labels)[last]
-    fps = (last + 1) - tps
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    tps = np.r_[0, tps].astype(np.float64)
-    fps = np.r_[0, fps].astype(np.float64)
+    if labels.min() != labels.max():
+        fpr, tpr, thresholds = sk_roc_curve(labels, probs, drop_intermediate=False)
+    else:
+        # sklearn's roc_curve warns here (UndefinedMetricWarning); same values, no warning.
+        fps, tps, thresholds = _roc_counts(labels, probs)
+        fpr = fps / fps[-1] if fps[-1] else np.full_like(fps, np.nan)
+        tpr = tps / tps[-1] if tps[-1] else np.full_like(tps, np.nan)
     return pd.DataFrame(
-        {
-            "fpr": fps / n_neg if n_neg else np.full_like(fps, np.nan),
-            "tpr": tps / n_pos if n_pos else np.full_like(tps, np.nan),
-            "threshold": np.r_[np.inf, sorted_probs[last]],
-        },
-        columns=list(ROC_COLUMNS),
+        {"fpr": fpr, "tpr": tpr, "threshold": thresholds}, columns=list(ROC_COLUMNS)
     )
 
 
@@ -304,6 +322,7 @@ def calibration_curve(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = 10) 
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
     n_bins = int(n_bins)
     labels, probs = _check_pair(y_true, y_prob)
+    # numpy, not sklearn's calibration_curve: it gives no counts/centres, bins edges side="left".
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     bin_idx = np.searchsorted(edges[1:-1], probs, side="right")
     counts = np.bincount(bin_idx, minlength=n_bins)

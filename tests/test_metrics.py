@@ -4,6 +4,10 @@ oracles."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -119,6 +123,41 @@ def test_auc_matches_pairwise_bruteforce(seed: int) -> None:
     assert compute_metrics(y_true, y_prob)["roc_auc"] == pytest.approx(
         pairwise_auc(y_true, y_prob), abs=1e-12
     )
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_auc_is_the_correctly_rounded_mann_whitney_ratio(seed: int) -> None:
+    y_true, y_prob = random_scores(seed, n=97, decimals=2)
+    pos, neg = y_prob[y_true == 1], y_prob[y_true == 0]
+    twice_wins = sum(2 if p > n else 1 if p == n else 0 for p in pos for n in neg)
+    exact = float(Fraction(twice_wins, 2 * len(pos) * len(neg)))
+    assert compute_metrics(y_true, y_prob)["roc_auc"] == exact  # exact, not approx
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_single_class_emits_no_warning(label: int) -> None:
+    y_true = np.full(4, label)
+    y_prob = np.array([0.2, 0.4, 0.4, 0.8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = compute_metrics(y_true, y_prob)
+        roc = roc_curve(y_true, y_prob)
+        confusion_matrix(y_true, (y_prob >= 0.5).astype(int))
+        calibration_curve(y_true, y_prob)
+    assert math.isnan(m["roc_auc"])
+    undefined, defined = ("fpr", "tpr") if label == 1 else ("tpr", "fpr")
+    assert roc[undefined].isna().all()
+    np.testing.assert_array_equal(roc[defined], [0.0, 0.25, 0.75, 1.0])
+    np.testing.assert_array_equal(roc["threshold"], [np.inf, 0.8, 0.4, 0.2])
+
+
+def test_importing_the_module_does_not_import_sklearn() -> None:
+    # catdog.plots.evaluation imports CALIBRATION_COLUMNS from here and must stay light.
+    code = "import sys, catdog.metrics\nassert 'sklearn' not in sys.modules\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("label", [0, 1])
