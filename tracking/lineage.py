@@ -9,7 +9,7 @@ through to the model it wraps) back to that run, its tags and its params.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import re
 import tempfile
@@ -24,7 +24,6 @@ from mlflow.tracking import MlflowClient
 
 from catdog import stage_table as pipeline
 from catdog.errors import ModelReferenceError
-from catdog.io import write_json
 from catdog.manifest import read_manifest, split_rows
 from catdog.vocabulary import (
     AUGMENTED_DIR,
@@ -36,7 +35,6 @@ from catdog.vocabulary import (
     RAW_DIR,
     model_path,
 )
-from workspace.paths import state_dir
 
 __all__ = [
     "DATA_TAGS",
@@ -76,45 +74,33 @@ LINEAGE_TAG_KEYS: tuple[str, ...] = (
 )
 
 
-def _stat_signature(path: Path) -> str:
-    """A cheap fingerprint of a tree: every file's relative path, size and mtime."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
-        stat = file.stat()
-        digest.update(
-            f"{file.relative_to(path.parent)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
-        )
-    return digest.hexdigest()
+@functools.cache
+def _dvc_repo(workspace: str) -> Any:
+    """The workspace's DVC repository, opened once per process (its state database with it)."""
+    from dvc.repo import Repo
+
+    return Repo(workspace)
 
 
-def dvc_hash(path: Path, cache_dir: Path | None = None) -> str:
+def dvc_hash(path: Path, workspace: Path | None = None) -> str:
     """The hash DVC gives a file or folder (``<md5>`` or ``<md5>.dir``), '' if it is missing.
 
-    With ``cache_dir``, a tree whose files' sizes and mtimes are unchanged is not hashed again
-    (as DVC's own state database does), which keeps every stage's run cheap to tag.
+    With the ``workspace`` (a DVC repository), DVC's own state database serves the hashes of files
+    it already knows unchanged (same inode, size and mtime), as for ``dvc status``, and keeps the
+    ones computed here for DVC; its ``.dvcignore`` applies, as in ``dvc.lock``.
     """
     if not path.exists():
         return ""
-    cache = cache_dir / "dvc-hash-cache.json" if cache_dir is not None else None
-    signature = _stat_signature(path) if cache is not None else ""
-    if cache is not None and cache.is_file():
-        known = json.loads(cache.read_text())
-        if known.get(str(path.resolve()), {}).get("signature") == signature:
-            return str(known[str(path.resolve())]["hash"])
-    value = _dvc_hash(path)
-    if cache is not None:
-        known = json.loads(cache.read_text()) if cache.is_file() else {}
-        known[str(path.resolve())] = {"signature": signature, "hash": value}
-        write_json(cache, known)
-    return value
-
-
-def _dvc_hash(path: Path) -> str:
-    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.build import build  # DVC's modules: only in processes that hash
     from dvc_data.hashfile.db import HashFileDB
     from dvc_objects.fs.local import LocalFileSystem
 
     fs = LocalFileSystem()
+    if workspace is not None and (workspace / ".dvc").is_dir():
+        repo = _dvc_repo(str(workspace.resolve()))
+        odb, ignore = repo.cache.local, repo.dvcignore
+        _, _, obj = build(odb, str(path), fs, "md5", dry_run=True, ignore=ignore)
+        return str(obj.hash_info.value)
     with tempfile.TemporaryDirectory(prefix="catdog-dvc-hash-") as scratch:
         _, _, obj = build(HashFileDB(fs, scratch), str(path), fs, "md5", dry_run=True)
     return str(obj.hash_info.value)
@@ -126,15 +112,6 @@ def weights_used(root: Path) -> str:
     if not meta.is_file():
         return ""
     return str(json.loads(meta.read_text())["weights"]["label"])
-
-
-LINEAGE_PATHS: dict[str, str] = {
-    RAW_DIR: "dvc.data_raw",
-    MANIFEST: "dvc.manifest",
-    AUGMENTED_DIR: "dvc.augmented",
-    FEATURES_DIR: "dvc.features",
-    CONV_BASE_WEIGHTS: "dvc.conv_base",
-}
 
 
 def lineage_tags(stage: str, root: Path) -> dict[str, str]:
@@ -150,10 +127,9 @@ def lineage_tags(stage: str, root: Path) -> dict[str, str]:
         for path in DATA_TAGS:
             if dep == path or dep.startswith(f"{path}/"):
                 wanted.add(path)
-    cache = state_dir(root)
-    tags = {DATA_TAGS[path]: dvc_hash(root / path, cache) for path in sorted(wanted)}
+    tags = {DATA_TAGS[path]: dvc_hash(root / path, root) for path in sorted(wanted)}
     if stage in MODELS:
-        tags[MODEL_TAG] = dvc_hash(root / model_path(stage))
+        tags[MODEL_TAG] = dvc_hash(root / model_path(stage), root)
     return tags
 
 
@@ -185,7 +161,7 @@ def manifest_dataset(root: Path, split: str = "") -> Any:
         source=local(manifest_path.resolve().as_uri()),
         targets="label",
         name=f"catdog-{split}-split" if split else "catdog-manifest",
-        digest=dvc_hash(manifest_path)[:36],
+        digest=dvc_hash(manifest_path, root)[:36],
     )
 
 
