@@ -23,6 +23,7 @@ class StageResult:
     model: Any = None  # the trained Keras model in memory (logged as it is, not re-loaded)
     tags: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    summary: str = ""  # the headline, for the stage's closing line: "24 images accepted"
 
 
 def flat(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -88,6 +88,7 @@ class StageRun:
     root: Path
     execution: Execution
     run: mlflow.ActiveRun  # the stage's MLflow child run
+    result: StageResult | None = None  # once recorded
 
     def epoch_logger(self) -> Callable[[int, Mapping[str, float]], None]:
         """Per-epoch metrics to the stage's MLflow run."""
@@ -108,6 +109,7 @@ class StageRun:
         publish_run_link(self.name, self.run, self.execution.label)
         if result.history:
             publish_history(self.name, result)
+        self.result = result
         return result
 
     def log_to_execution(self, metrics: Mapping[str, float]) -> None:
@@ -131,7 +133,8 @@ def publish_run_link(stage: str, run: mlflow.ActiveRun, label: str) -> None:
         key=f"catdog-{stage}-mlflow-run",
         link=url,
         link_text=f"MLflow run: {stage} · {label}",
-        description="Open it with `catdog ui` first (the project's local store)." if local else "",
+        description=f"{stage}'s params, per-epoch metrics, plots and model in MLflow"
+        + (" (open `catdog ui` first: the project's local store)" if local else ""),
     )
 
 
@@ -177,12 +180,17 @@ def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
                 "weights.requested": params.features.weights,
                 "prefect.flow_run_id": current_flow_run_id(),
             }
+            started = time.perf_counter()
             with stage_run(execution, name, workspace, tags) as child:
+                stage = StageRun(name, params, workspace, execution, child)
                 try:
-                    work(StageRun(name, params, workspace, execution, child))
+                    work(stage)
                 except CatdogError as error:  # the flow run's logs say what to do, in one line
                     run_logger().error("catdog: error: %s", error)
                     raise
+            summary = stage.result.summary if stage.result else ""
+            elapsed = time.perf_counter() - started
+            run_logger().info("%s: done in %.1f s%s", name, elapsed, f": {summary}" * bool(summary))
             if not execution_key:  # the pipeline flow finishes its own parent run
                 finish_execution(execution)
             return execution.run_id

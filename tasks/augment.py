@@ -79,4 +79,5 @@ def augment(params: Params, root: Path) -> StageResult:
         [out_dir, preview],
         metrics={"views": float(len(index)), "train_images": float(len(train))},
         artifacts=[preview],
+        summary=f"{len(index)} views of {len(train)} training images",
     )

@@ -157,4 +157,6 @@ def evaluate(params: Params, root: Path) -> StageResult:
         artifacts=[metrics_path, comparison, *figures],
         tags={"weights": weights["label"]},
         warnings=[weights["warning"]] if weights.get("warning") else [],
+        summary="test accuracy "
+        + ", ".join(f"{name} {values['accuracy']:.3f}" for name, values in results.items()),
     )

@@ -165,8 +165,7 @@ def features(params: Params, root: Path) -> StageResult:
     p, size = params.features, params.data.image_size
     logger = run_logger()
     weights = resolve_weights(p.weights, root=root)  # before any heavy work
-    if weights.warning:
-        logger.warning(weights.warning)
+    # an untrained-weights warning goes out with the result: the stage's closing lines and tags
     logger.info("features: VGG16 weights %s", weights.label)
     seed_everything(p.seed)
     # float32 variables, saved as such below; untrained ones drawn from the seed alone
@@ -261,4 +260,6 @@ def features(params: Params, root: Path) -> StageResult:
         tags={"weights": weights.label, "weights.requested": weights.requested},
         warnings=[weights.warning] if weights.warning else [],
         artifacts=[out_dir / "meta.json"],
+        summary=f"{sum(int(shape[0]) for shape in shapes.values())} images through VGG16 "
+        f"({weights.label} weights)",
     )

@@ -91,4 +91,5 @@ def ingest(params: Params, root: Path) -> StageResult:
         [raw_dir, report_path, root / vocab.INGEST_SUMMARY],
         metrics=metrics,
         artifacts=[report_path, root / vocab.INGEST_SUMMARY],
+        summary=f"{counts['accepted']} images accepted, {counts['rejected']} rejected",
     )

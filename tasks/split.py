@@ -18,6 +18,12 @@ if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
     from catdog.params import Params
 
 
+def _describe(split: str, per_class: Any) -> str:
+    """``train 16 (cat 8, dog 8)``."""
+    classes = ", ".join(f"{label} {n}" for label, n in per_class.items())
+    return f"{split} {int(per_class.sum())} ({classes})"
+
+
 @task(name="split", **TASK_OPTIONS)
 def split(params: Params, root: Path) -> StageResult:
     """Write the train/validation/test manifest of data/raw."""
@@ -43,7 +49,11 @@ def split(params: Params, root: Path) -> StageResult:
     with atomic_file(out) as tmp:
         manifest.to_csv(tmp, index=False, lineterminator="\n")
     counts = manifest.groupby(["split", "label"]).size()
-    run_logger().info("split: %s; %s", counts.to_dict(), dropped)
+    splits = ("train", "validation", "test")
+    sizes_line = ", ".join(_describe(name, counts[name]) for name in splits)
+    left_out = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in dropped.items())
+    run_logger().info("split: %s; left out: %s", sizes_line, left_out)
     metrics = {f"{s}_{label}": float(n) for (s, label), n in counts.items()}
     metrics.update({k: float(v) for k, v in dropped.items()})
-    return StageResult("split", [out], metrics=metrics, artifacts=[out])
+    summary = ", ".join(f"{n} {int(counts[n].sum())}" for n in splits)
+    return StageResult("split", [out], metrics=metrics, artifacts=[out], summary=summary)

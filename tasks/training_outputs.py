@@ -45,4 +45,6 @@ def save_training_outputs(
         model_path=model_path,
         model=result.model,
         tags=tags or {},
+        summary=f"best epoch {result.best_epoch + 1} of {len(result.history['loss'])}, "
+        f"val_accuracy {best.get('val_accuracy', float('nan')):.3f}",
     )

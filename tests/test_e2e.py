@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.e2e
 
 DVC = str(bin_dir() / "dvc")
 FIRST_REPRO: dict[str, dict[str, str]] = {}  # dvc.lock's outputs after the first `dvc repro`
+TERMINAL: dict[str, str] = {}  # what each door printed, stdout and stderr together
 CATDOG = str(bin_dir() / "catdog")
 
 
@@ -60,6 +62,7 @@ def repro_project(tmp_path_factory, prefect_api):
     result = run([DVC, "repro"], project, env)
     assert ran_stages(result.stdout) == list(STAGE_NAMES), result.stdout[-3000:]
     FIRST_REPRO.update(lock_outs(project))  # later tests change params; compare with this
+    TERMINAL["dvc repro"] = result.stdout + result.stderr
     return project, env
 
 
@@ -90,8 +93,9 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(repro_project):
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["catdog.trigger"] == "dvc repro"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.info.run_name for r in children) == sorted(STAGE_NAMES)
-    by_name = {r.info.run_name: r for r in children}
+    assert sorted(r.data.tags["catdog.stage"] for r in children) == sorted(STAGE_NAMES)
+    assert all(r.info.run_name.startswith(r.data.tags["catdog.stage"] + " · ") for r in children)
+    by_name = {r.data.tags["catdog.stage"]: r for r in children}
     for child in children:
         tags = child.data.tags
         assert len(tags["git.commit"]) == 40
@@ -144,7 +148,9 @@ def test_second_repro_is_up_to_date_and_classifier_change_reruns_only_downstream
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     newest = max(parents, key=lambda r: r.info.start_time)
     children = [
-        r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == newest.info.run_id
+        r.data.tags["catdog.stage"]
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == newest.info.run_id
     ]
     assert sorted(children) == ["classifier", "evaluate", "finetune"]
 
@@ -183,6 +189,7 @@ def run_project(tmp_path_factory, repro_project):
     project = make_project_copy(tmp_path_factory.mktemp("elsewhere") / "deeper" / "catdog")
     first = run([CATDOG, "run"], project, env)
     assert "ran: " + ", ".join(STAGE_NAMES) in first.stdout
+    TERMINAL["catdog run"] = first.stdout + first.stderr
     return project, env
 
 
@@ -191,6 +198,20 @@ def test_catdog_run_records_in_dvc_lock_so_dvc_repro_finds_nothing_to_do(run_pro
     assert dvc_status(project, env) == {}
     again = run([DVC, "repro"], project, env)
     assert ran_stages(again.stdout) == [] and "Data and pipelines are up to date" in again.stdout
+
+
+def test_a_quiet_terminal_whichever_door(run_project):
+    """No library warning the project can prevent; the untrained-weights warning from two stages."""
+    assert set(TERMINAL) == {"dvc repro", "catdog run"}
+    for door, text in TERMINAL.items():
+        python_warnings = re.findall(r"^.*\b\w*Warning: .*$", text, flags=re.MULTILINE)
+        assert python_warnings == [], door
+        assert "retracing" not in text, door
+        # said once by the stage that chose the weights, once by the one that reports results
+        warned = re.findall(r" - (\w+): .*UNTRAINED conv base", text)
+        assert warned == ["features", "evaluate"], door
+        for stage in STAGE_NAMES:  # a line per stage with its time
+            assert re.search(rf" - {stage}: done in \d+\.\d s", text), (door, stage)
 
 
 def test_both_doors_in_clones_at_different_paths_give_the_same_bytes(repro_project, run_project):
@@ -258,7 +279,11 @@ def test_catdog_compare_reads_the_executions_from_mlflow(repro_project):
     # the differing-params table agrees with what MLflow holds (tests earlier in this file
     # change classifier.epochs; run alone, there is a single execution)
     _, runs = mlflow_runs(project)
-    epochs = {r.data.params["classifier.epochs"] for r in runs if r.info.run_name == "classifier"}
+    epochs = {
+        r.data.params["classifier.epochs"]
+        for r in runs
+        if r.data.tags.get("catdog.stage") == "classifier"
+    }
     if len(epochs) > 1:
         assert any(row[0] == "execution" and "classifier.epochs" in row for row in rows)
     else:
