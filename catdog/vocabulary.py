@@ -11,6 +11,9 @@ LABELS: tuple[str, ...] = ("cat", "dog")
 LABEL_INDEX: dict[str, int] = {label: index for index, label in enumerate(LABELS)}
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 MODELS: tuple[str, ...] = ("classifier", "finetune", "scratch")
+#: The served model's config key for its decision threshold. MLflow logs a model's config as
+#: params of the run logging it (evaluate's), so the key is the param evaluate already has.
+THRESHOLD_KEY = "evaluate.threshold"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 #: Files and folders that operating systems leave beside photos.
 OS_DEBRIS = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"})

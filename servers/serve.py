@@ -131,8 +131,9 @@ def _mlflow_service(home: Path, options: ServeOptions, creds: ServerCredentials 
     command += ["--backend-store-uri", local_tracking_uri(home)]
     command += ["--artifacts-destination", str(home / MLFLOW_ARTIFACTS), "--serve-artifacts"]
     command += ["--host", host, "--port", str(port)]
+    names = (options.public_host, host, "localhost", "127.0.0.1")  # and this machine itself
     allowed = options.allowed_hosts or ",".join(
-        dict.fromkeys(f"{name}:{port}" for name in (options.public_host, host, "localhost"))
+        dict.fromkeys(f"{name}:{port}" for name in names if name not in ("0.0.0.0", "::"))
     )
     command += ["--allowed-hosts", allowed]
     if options.cors_origins:

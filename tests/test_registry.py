@@ -4,6 +4,7 @@ champion taking image bytes and agreeing with ``catdog predict`` (real MLflow, S
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -69,15 +70,20 @@ def register(stage: str, root: Path, weight: float) -> str:
 
 
 def dark_cats_bright_dogs(root: Path) -> pd.DataFrame:
-    """Four dark cats and four bright dogs in the workspace, as the manifest's test rows."""
+    """Four dark cats and four bright dogs in the workspace: its manifest's test rows."""
     rows = []
     for i in range(4):
         for label, level in (("cat", 40), ("dog", 210)):
             path = root / "data/raw" / label / f"{i}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.full((32, 32, 3), level + 5 * i, dtype=np.uint8)).save(path)
+            sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
             rows.append({"path": path.relative_to(root).as_posix(), "label": label})
-    return pd.DataFrame(rows)
+            rows[-1].update(split="test", sha256=sha256)
+    manifest = root / "data/split/manifest.csv"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    return pd.DataFrame(rows)[["path", "label"]]
 
 
 def aliases(name: str) -> list[str]:
@@ -134,6 +140,12 @@ def test_the_champion_moves_only_to_a_model_that_beats_it_on_this_test_set(store
     )
     served = MlflowClient().get_model_version_by_alias(CHAMPION_MODEL, ALIAS)
     assert served.tags["catdog.source"] == f"catdog-scratch/{better}"
+    # the served model shows the test metrics of the model it wraps, on the test split
+    logged = MlflowClient().get_logged_model(served.source.removeprefix("models:/"))
+    assert [(m.key, m.value, m.dataset_name) for m in logged.metrics] == [
+        ("test_accuracy", 1.0, "catdog-test-split")
+    ]
+    assert served.description.startswith("Test accuracy 1.000")
 
     register("finetune", root, -4.0)  # a worse execution: the champion stays where it is
     with mlflow.start_run(run_name="evaluate 3"):

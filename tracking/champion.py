@@ -25,8 +25,14 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from catdog import vocabulary as vocab
-from tracking.lineage import DECISION_TAG
-from tracking.registry import REGISTERED_NAMES, tag_version, workspace_version
+from tracking.lineage import DECISION_TAG, manifest_dataset
+from tracking.registry import (
+    REGISTERED_NAMES,
+    describe_version,
+    log_test_metrics,
+    tag_version,
+    workspace_version,
+)
 
 __all__ = ["ALIAS", "CHAMPION_MODEL", "Decision", "choose_challenger", "promote_champion"]
 
@@ -152,7 +158,7 @@ def promote_champion(
     client = MlflowClient()
     if decision.outcome in ("first", "moved"):
         _move_alias(REGISTERED_NAMES[stage], str(challenger.version))
-        serving = _serving_version(challenger, stage, root, threshold)
+        serving = _serving_version(challenger, stage, root, threshold, results[stage])
         client.set_registered_model_alias(CHAMPION_MODEL, ALIAS, serving)
         client.set_model_version_tag(CHAMPION_MODEL, serving, DECISION_TAG, decision.sentence())
     else:
@@ -178,8 +184,11 @@ def _move_alias(name: str, version: str) -> None:
                 client.delete_registered_model_alias(other, ALIAS)
 
 
-def _serving_version(source: Any, stage: str, root: Path, threshold: float) -> str:
-    """The ``catdog`` version serving ``source`` (registered now if it is not there yet)."""
+def _serving_version(
+    source: Any, stage: str, root: Path, threshold: float, metrics: Mapping[str, float]
+) -> str:
+    """The ``catdog`` version serving ``source`` (registered now, with the test ``metrics`` of
+    the model it wraps, if it is not there yet)."""
     client = MlflowClient()
     existing = client.search_model_versions(
         f"name = '{CHAMPION_MODEL}' and tags.`catdog.source` = '{source.name}/{source.version}'",
@@ -198,6 +207,10 @@ def _serving_version(source: Any, stage: str, root: Path, threshold: float) -> s
         "catdog.stage": stage,
     }.items():
         client.set_model_version_tag(CHAMPION_MODEL, version, key, value)
+    registered = client.get_model_version(CHAMPION_MODEL, version)
+    test = manifest_dataset(root, "test")
+    log_test_metrics(registered, metrics, test)
+    describe_version(registered, metrics, len(test.df))
     return version
 
 
@@ -212,7 +225,7 @@ def _log_served_model(root: Path, stage: str, threshold: float, scratch: Path) -
 
     from catdog.models import load_model, save_model
     from catdog.predict import images_model
-    from tracking.models import pip_requirements
+    from tracking.models import pip_requirements, source_tags
 
     signature = ModelSignature(
         inputs=Schema([ColSpec(DataType.binary, "image")]),
@@ -235,8 +248,9 @@ def _log_served_model(root: Path, stage: str, threshold: float, scratch: Path) -
         artifacts={"keras_model": str(keras_path)},
         signature=signature,
         input_example=pd.DataFrame({"image": [photo.getvalue()]}),
-        model_config={"threshold": threshold},
+        model_config={vocab.THRESHOLD_KEY: threshold},
         pip_requirements=pip_requirements(),
         registered_model_name=CHAMPION_MODEL,
         step=1,  # evaluate's metrics are at step 0: not this model's
+        tags=source_tags(),
     )

@@ -16,7 +16,7 @@ from catdog.errors import ModelReferenceError
 from catdog.predict import images_model
 from tracking.store import tracking_uri
 
-__all__ = ["load_model_reference", "log_keras_model", "pip_requirements"]
+__all__ = ["load_model_reference", "log_keras_model", "pip_requirements", "source_tags"]
 
 
 def pip_requirements() -> list[str]:
@@ -27,6 +27,14 @@ def pip_requirements() -> list[str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             pins.append(f"{name}=={metadata.version(name)}")
     return pins
+
+
+def source_tags() -> dict[str, str]:
+    """The active run's source (``catdog stage scratch``) for a model logged in it: MLflow would
+    otherwise name the process's script, ``__main__.py`` under ``python -m cli``."""
+    run = mlflow.active_run()
+    source = run.data.tags.get("mlflow.source.name", "") if run else ""
+    return {"mlflow.source.name": source} if source else {}
 
 
 def log_keras_model(
@@ -55,6 +63,7 @@ def log_keras_model(
         pip_requirements=pip_requirements(),
         registered_model_name=registered_model_name,
         step=step,
+        tags=source_tags(),
     )
 
 

@@ -75,7 +75,7 @@ def _register_from_workspace(stage: str, root: Path, model_hash: str) -> Any:
 
 def workspace_version(stage: str, root: Path) -> Any:
     """The registered version of the workspace's model of ``stage`` (registered if missing)."""
-    model_hash = dvc_hash(root / vocab.model_path(stage))
+    model_hash = dvc_hash(root / vocab.model_path(stage), root)
     name = REGISTERED_NAMES[stage]
     return _version_of(name, model_hash) or _register_from_workspace(stage, root, model_hash)
 

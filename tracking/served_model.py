@@ -23,6 +23,8 @@ import pandas as pd
 from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
 
+from catdog.vocabulary import THRESHOLD_KEY
+
 __all__ = ["CatDogImageModel"]
 
 
@@ -42,7 +44,7 @@ class CatDogImageModel(PythonModel):
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], safe_mode=True)
         config = context.model_config or {}
-        self.threshold = float(config.get("threshold", 0.5))
+        self.threshold = float(config.get(THRESHOLD_KEY, 0.5))
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
