@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -45,6 +44,14 @@ def _ensure_in_a_process(home: Path) -> subprocess.Popen[str]:
     )
 
 
+def _run_a_flow(home: Path, url: str) -> str:
+    env = dict(os.environ, PREFECT_API_URL=url, PREFECT_HOME=str(prefect_home(home)))
+    out = subprocess.run(
+        [sys.executable, "-c", FLOW], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])["id"]
+
+
 def _server_pid(home: Path) -> int:
     return int((prefect_home(home) / "server.pid").read_text())
 
@@ -74,15 +81,26 @@ def test_processes_starting_at_once_share_one_server_with_its_own_history(home):
     assert settings["api_url"] == url
     assert (prefect_home(home) / "prefect.db").is_file()  # this project's own database
     # a flow run from another process reaches it and is recorded there
-    env = dict(os.environ, PREFECT_API_URL=url, PREFECT_HOME=str(prefect_home(home)))
-    out = subprocess.run(
-        [sys.executable, "-c", FLOW], cwd=REPO, env=env, capture_output=True, text=True, check=True
-    ).stdout
-    flow_run_id = json.loads(out.strip().splitlines()[-1])["id"]
+    flow_run_id = _run_a_flow(home, url)
     run = httpx.get(f"{url}/flow_runs/{flow_run_id}", timeout=5).json()
     assert run["state"]["type"] == "COMPLETED"
-    started = time.monotonic()
-    assert ensure_prefect_api(home) == url and time.monotonic() - started < 2  # reused
+    server = _server_pid(home)
+    assert ensure_prefect_api(home) == url and _server_pid(home) == server  # reused
+
+
+def test_two_checkouts_keep_their_own_run_history(tmp_path, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    first, second = tmp_path / "first", tmp_path / "second"
+    try:
+        urls = [ensure_prefect_api(first), ensure_prefect_api(second)]
+        assert urls[0] != urls[1]  # a server each, on its own port
+        ids = [_run_a_flow(first, urls[0]), _run_a_flow(second, urls[1])]
+        for url, mine, theirs in ((urls[0], *ids), (urls[1], *reversed(ids))):
+            listed = {r["id"] for r in httpx.post(f"{url}/flow_runs/filter", json={}).json()}
+            assert listed == {mine} and theirs not in listed
+    finally:
+        stop_prefect_server(first)
+        stop_prefect_server(second)
 
 
 def test_a_killed_server_is_started_again_and_stop_stops_it(home):
