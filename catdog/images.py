@@ -37,6 +37,7 @@ def make_dataset(
     labels: Sequence[str] | None = None,
     *,
     shuffle_seed: int | None = None,
+    cache: bool = False,
 ) -> tf.data.Dataset:
     """Batches of float32 images (and targets when ``labels`` are given), in a stable order.
 
@@ -46,18 +47,27 @@ def make_dataset(
         batch_size: Images per batch.
         labels: 'cat'/'dog' per path; when given, elements are ``(images, targets)``.
         shuffle_seed: Reshuffle every epoch with this seed (training); None keeps file order.
+        cache: Decode and resize each image once, on the first pass, and keep the pixels in
+            memory (``Dataset.cache``); later passes give the same batches in the same order.
     """
     items: tf.data.Dataset = tf.data.Dataset.from_tensor_slices(list(paths))
     if labels is not None:
         items = tf.data.Dataset.zip(items, tf.data.Dataset.from_tensor_slices(targets(labels)))
-    if shuffle_seed is not None:
-        items = items.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def load(path: tf.Tensor, *target: tf.Tensor) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
         image = decode_resize(path, image_size)
         return (image, target[0]) if target else image
 
-    items = items.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def shuffled(items: tf.data.Dataset) -> tf.data.Dataset:
+        if shuffle_seed is None:
+            return items
+        return items.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    decode = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
+    if cache:  # decode first, then shuffle the kept pixels: the same permutation of the same images
+        items = shuffled(items.map(load, **decode).cache())
+    else:  # shuffle the file names, decode each epoch: little memory
+        items = shuffled(items).map(load, **decode)
     return items.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

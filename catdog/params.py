@@ -177,9 +177,40 @@ class FinetuneParams(TrainParams):
 
 
 class ScratchParams(TrainParams):
+    """The from-scratch convnet; the defaults are the book's recipe (params-best.yaml: ours)."""
+
+    arch: Literal["book", "xception"] = Field(
+        "book", description="book: chapter 8's convnet; xception: chapter 9's mini-Xception"
+    )
     epochs: int = Field(20, ge=1, le=10_000)
-    learning_rate: float = Field(1e-3, gt=0, lt=1)
+    learning_rate: float = Field(1e-3, gt=0, lt=1, description="(peak) learning rate")
     dropout: float = Field(0.5, ge=0, lt=1)
+    optimizer: Literal["rmsprop", "adamw"] = "rmsprop"
+    weight_decay: float = Field(0.0, ge=0, lt=1, description="AdamW's decoupled weight decay")
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="cosine: linear warmup, then cosine decay to 0 at the last epoch"
+    )
+    warmup_epochs: int = Field(0, ge=0, description="linear warmup of the cosine schedule")
+    compute: Literal["float32", "mixed_bfloat16"] = Field(
+        "float32", description="mixed_bfloat16: the convnet computes in bfloat16"
+    )
+    cache_images: bool = Field(
+        False, description="decode and resize every image once, keep them in memory"
+    )
+    patience: int = Field(
+        0,
+        ge=0,
+        description="stop after this many epochs without a lower "
+        "validation loss; 0: train every epoch",
+    )
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> ScratchParams:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})"
+            )
+        return self
 
 
 class EvaluateParams(_Section):

@@ -123,7 +123,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="scratch",
-        description="The book's small convnet trained from scratch with augmentation: baseline.",
+        description="A convnet trained from scratch with augmentation: the book's (the baseline) or a mini-Xception.",
         deps=(RAW_DIR, MANIFEST),
         params=("data.image_size", "augment.flip", "augment.rotation", "augment.zoom", "scratch"),
         outs=(model_path("scratch"), history_path("scratch")),

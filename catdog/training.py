@@ -1,4 +1,4 @@
-"""Training loop shared by the three models: RMSprop, binary cross-entropy, best epoch kept."""
+"""Training loop shared by the models: binary cross-entropy, an optimizer, best epoch kept."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ __all__ = [
     "EpochCallback",
     "TrainResult",
     "history_frame",
+    "make_optimizer",
     "train",
 ]
 
@@ -33,6 +34,36 @@ class TrainResult:
         return {key: values[self.best_epoch] for key, values in self.history.items()}
 
 
+def make_optimizer(
+    name: str,
+    learning_rate: float,
+    *,
+    schedule: str = "constant",
+    epochs: int = 1,
+    steps_per_epoch: int = 1,
+    warmup_epochs: int = 0,
+    weight_decay: float = 0.0,
+) -> keras.optimizers.Optimizer:
+    """``rmsprop`` (the book's) or ``adamw``, at a constant rate or on Keras' ``CosineDecay``
+    (linear warmup from 1% of the rate over ``warmup_epochs``, then cosine decay to 0)."""
+    rate: Any = learning_rate
+    if schedule == "cosine":
+        total, warmup = epochs * steps_per_epoch, warmup_epochs * steps_per_epoch
+        rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate / 100 if warmup else learning_rate,
+            decay_steps=total - warmup,
+            warmup_target=learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    elif schedule != "constant":
+        raise ValueError(f"unknown schedule {schedule!r}: choose constant or cosine")
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=rate)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}: choose rmsprop or adamw")
+
+
 def train(
     model: keras.Model,
     train_data: Any,
@@ -40,12 +71,14 @@ def train(
     *,
     epochs: int,
     learning_rate: float,
+    optimizer: keras.optimizers.Optimizer | None = None,
     batch_size: int | None = None,
     on_epoch_end: EpochCallback | None = None,
     patience: int | None = None,
     verbose: int = 0,
 ) -> TrainResult:
-    """Compile with RMSprop and train; the returned model holds the lowest-val-loss epoch.
+    """Compile (RMSprop unless ``optimizer`` is given) and train; the returned model holds the
+    lowest-val-loss epoch.
 
     Keras' ``EarlyStopping(restore_best_weights=True)`` keeps the best epoch's weights and, with
     ``patience``, stops once validation loss has not improved for that many epochs.
@@ -56,6 +89,8 @@ def train(
         validation_data: The same, for validation.
         epochs: Epochs to train.
         learning_rate: RMSprop's learning rate.
+        optimizer: Another optimizer (see :func:`make_optimizer`); ``learning_rate`` is then
+            unused.
         batch_size: Batch size when the data are arrays.
         on_epoch_end: Called as ``on_epoch_end(epoch, logs)`` after each epoch (e.g. to log to
             a tracker); epochs count from 0.
@@ -63,7 +98,7 @@ def train(
         verbose: Keras' own printing (0: none; the callers log each epoch themselves).
     """
     model.compile(
-        optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
+        optimizer=optimizer or keras.optimizers.RMSprop(learning_rate=learning_rate),
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,9 +21,10 @@ if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
 
 
 def image_datasets(
-    root: Path, image_size: int, batch_size: int, seed: int
+    root: Path, image_size: int, batch_size: int, seed: int, *, cache: bool = False
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """Shuffled training batches and ordered validation batches of (images, targets)."""
+    """Shuffled training batches and ordered validation batches of (images, targets); with
+    ``cache`` each image is decoded once and kept in memory."""
     manifest = read_manifest(root / vocab.MANIFEST)
 
     def rows(split: str) -> tuple[list[str], list[str]]:
@@ -32,8 +34,10 @@ def image_datasets(
     train_paths, train_labels = rows("train")
     val_paths, val_labels = rows("validation")
     return (
-        make_dataset(train_paths, image_size, batch_size, train_labels, shuffle_seed=seed),
-        make_dataset(val_paths, image_size, batch_size, val_labels),
+        make_dataset(
+            train_paths, image_size, batch_size, train_labels, shuffle_seed=seed, cache=cache
+        ),
+        make_dataset(val_paths, image_size, batch_size, val_labels, cache=cache),
     )
 
 
@@ -51,15 +55,28 @@ def train_on_images(
     image_size: int,
     section: TrainParams,
     on_epoch_end: EpochCallback | None,
+    *,
+    optimizer: Callable[[int], keras.optimizers.Optimizer] | None = None,
+    cache: bool = False,
+    patience: int = 0,
 ) -> TrainResult:
     """Train ``model`` on the training split's images with a section's epochs, batch size,
-    learning rate and seed, validating on the validation split; log each epoch."""
-    train_data, val_data = image_datasets(root, image_size, section.batch_size, section.seed)
+    learning rate and seed, validating on the validation split; log each epoch.
+
+    ``optimizer`` makes the optimizer from the steps per epoch (default: RMSprop at the
+    section's rate); ``patience`` > 0 stops once validation loss stops improving.
+    """
+    train_data, val_data = image_datasets(
+        root, image_size, section.batch_size, section.seed, cache=cache
+    )
+    steps = int(train_data.cardinality())
     return train(
         model,
         train_data,
         val_data,
         epochs=section.epochs,
         learning_rate=section.learning_rate,
+        optimizer=optimizer(steps) if optimizer else None,
+        patience=patience or None,
         on_epoch_end=epoch_progress(stage, section.epochs, on_epoch_end),
     )
