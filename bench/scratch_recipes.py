@@ -1,0 +1,229 @@
+"""Time to accuracy: the book's from-scratch recipe against ours, through the pipeline's stages.
+
+One clone of this repository (its committed HEAD) on the shared photos; for each recipe and seed,
+``params.yaml`` becomes the preset (``params-book.yaml`` or ``params-best.yaml``) with the photos,
+``split.counts`` and ``scratch.seed`` set, and ``dvc repro scratch`` runs ingest, split (once:
+the split is seeded by the pipeline, not by the recipe) and scratch. Then:
+
+* the scratch stage's own wall time, from its closing log line;
+* validation accuracy against wall-clock seconds since the stage's MLflow run started, from the
+  timestamps MLflow keeps for each epoch's metrics;
+* test accuracy of ``models/scratch.keras`` on the test split, through ``catdog predict``'s
+  input path, with a 95% Wilson interval.
+
+Writes ``time_to_accuracy.csv`` (one row per epoch), ``summary.csv`` (one row per run) and
+``time_to_accuracy.png`` into ``--out``; rows of earlier runs of other recipes or seeds are kept,
+so recipes can be run one at a time.
+
+    python bench/scratch_recipes.py --recipe best --seeds 42 1 2
+    python bench/scratch_recipes.py --recipe book -S scratch.epochs=30
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PRESETS = {"book": "params-book.yaml", "best": "params-best.yaml"}
+PHOTOS = REPO.parent / "shared" / "data" / "dogs-vs-cats-2400" / "train"
+BUDGET_S = 1800.0
+DONE = re.compile(r"scratch: done in ([0-9.]+) s")
+
+
+def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion."""
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return centre - half, centre + half
+
+
+def clone(work: Path) -> Path:
+    project = work / "project"
+    if not project.is_dir():
+        subprocess.run(["git", "clone", "-q", str(REPO), str(project)], check=True)
+    return project
+
+
+def run_recipe(project: Path, recipe: str, seed: int, args: argparse.Namespace) -> dict:
+    """Configure and run ``dvc repro scratch``; return the run's measurements."""
+    from workspace.params_file import apply_params
+
+    overrides = [
+        f"data.source={args.photos}",
+        f"split.counts=[{','.join(str(c) for c in args.counts)}]",
+        f"scratch.seed={seed}",
+        *args.set,
+    ]
+    apply_params(project, REPO / PRESETS[recipe], overrides)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.update(DVC_NO_ANALYTICS="1", TF_CPP_MIN_LOG_LEVEL="3", MLFLOW_DISABLE_TELEMETRY="true")
+    env.pop("MLFLOW_TRACKING_URI", None)  # the clone's own store
+    log = args.out / f"{recipe}-seed{seed}.log"
+    print(f"[{recipe} seed {seed}] dvc repro scratch (log: {log})", flush=True)
+    start = time.perf_counter()
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            ["dvc", "repro", "scratch"],
+            cwd=project,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for line in process.stdout or ():
+            handle.write(line)
+            if " - scratch: epoch" in line or "done in" in line:
+                print(f"[{recipe} seed {seed}] {line.strip()}", flush=True)
+        if process.wait() != 0:
+            raise SystemExit(f"dvc repro scratch failed; see {log}")
+    elapsed = time.perf_counter() - start
+    stage_s = [float(m.group(1)) for m in DONE.finditer(log.read_text())]
+    if not stage_s:
+        raise SystemExit(f"{log}: the scratch stage did not run (already up to date?)")
+    return {"recipe": recipe, "seed": seed, "stage_s": stage_s[-1], "repro_s": round(elapsed, 1)}
+
+
+def epochs_from_mlflow(project: Path) -> tuple[list[dict], dict]:
+    """(seconds, val_accuracy, val_loss) per epoch of the newest scratch run, and its params."""
+    from mlflow.tracking import MlflowClient
+
+    from tracking.store import tracking_uri
+
+    client = MlflowClient(tracking_uri(project))
+    experiment = client.get_experiment_by_name("catdog")
+    newest = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`catdog.stage` = 'scratch'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
+    start = newest.info.start_time
+    loss = {m.step: m.value for m in client.get_metric_history(newest.info.run_id, "val_loss")}
+    rows = [
+        {
+            "epoch": m.step + 1,  # the stages log epoch metrics at step = epoch counted from 0
+            "seconds": round((m.timestamp - start) / 1000, 1),
+            "val_accuracy": m.value,
+            "val_loss": loss.get(m.step, math.nan),
+        }
+        for m in sorted(
+            client.get_metric_history(newest.info.run_id, "val_accuracy"), key=lambda m: m.step
+        )
+    ]
+    return rows, newest.data.params
+
+
+def test_accuracy(project: Path) -> tuple[int, int]:
+    """(correct, total) of models/scratch.keras on the test split, as `catdog predict` scores."""
+    from catdog.manifest import read_manifest, split_rows
+    from catdog.models import load_model
+    from catdog.predict import predict_images
+
+    test = split_rows(read_manifest(project / "data/split/manifest.csv"), "test")
+    frame, problems = predict_images(
+        load_model(project / "models/scratch.keras"), [project / p for p in test["path"]]
+    )
+    assert not problems, problems
+    return int((frame["label"].to_numpy() == test["label"].to_numpy()).sum()), len(test)
+
+
+def others(frame, recipe: str, seed: int):
+    """The rows of ``frame`` from other recipes or seeds (a rerun replaces its own)."""
+    if frame.empty:
+        return frame
+    return frame[~((frame["recipe"] == recipe) & (frame["seed"] == seed))]
+
+
+def plot(epochs, summary, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(9, 5.5), dpi=120)
+    colours = {"book": "tab:gray", "best": "tab:blue"}
+    for (recipe, seed), part in epochs.groupby(["recipe", "seed"]):
+        run = summary[(summary.recipe == recipe) & (summary.seed == seed)].iloc[0]
+        label = (
+            f"{recipe} (seed {seed}): test {run.test_accuracy:.1%} "
+            f"[{run.ci_low:.1%}, {run.ci_high:.1%}] in {run.stage_s:,.0f} s"
+        )
+        axes.plot(
+            part.seconds,
+            part.val_accuracy,
+            color=colours.get(recipe),
+            alpha=0.85,
+            label=label,
+            linewidth=1.4,
+        )
+    axes.axvline(BUDGET_S, color="tab:red", linestyle="--", linewidth=1)
+    axes.text(BUDGET_S, 0.51, " 30 min", color="tab:red")
+    axes.axhline(0.9, color="tab:green", linestyle=":", linewidth=1)
+    axes.set(
+        xlabel="wall-clock seconds since the scratch stage started (2 CPU cores)",
+        ylabel="validation accuracy (200 photos)",
+        ylim=(0.5, 1.0),
+        title="From scratch on the shared photos: the book's recipe vs ours",
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", choices=sorted(PRESETS), required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="scratch.seed values")
+    parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument("--counts", type=int, nargs=3, default=[1000, 100, 100])
+    parser.add_argument("-S", "--set", action="append", default=[], help="extra KEY=VALUE")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/catdog-scratch-recipes"))
+    parser.add_argument("--out", type=Path, default=REPO / "bench/results/scratch-recipes")
+    args = parser.parse_args(argv)
+    import pandas as pd
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    project = clone(args.work)
+    epochs_csv, summary_csv = args.out / "time_to_accuracy.csv", args.out / "summary.csv"
+    epochs = pd.read_csv(epochs_csv) if epochs_csv.is_file() else pd.DataFrame()
+    summary = pd.read_csv(summary_csv) if summary_csv.is_file() else pd.DataFrame()
+    for seed in args.seeds:
+        result = run_recipe(project, args.recipe, seed, args)
+        rows, params = epochs_from_mlflow(project)
+        correct, total = test_accuracy(project)
+        low, high = wilson(correct, total)
+        result.update(
+            test_accuracy=correct / total,
+            ci_low=low,
+            ci_high=high,
+            test_photos=total,
+            epochs=len(rows),
+            arch=params.get("scratch.arch", "book"),
+            image_size=params.get("data.image_size"),
+            best_val_accuracy=max(r["val_accuracy"] for r in rows),
+        )
+        print(f"[{args.recipe} seed {seed}] {result}", flush=True)
+        run_rows = pd.DataFrame(rows).assign(recipe=args.recipe, seed=seed)
+        epochs = pd.concat([others(epochs, args.recipe, seed), run_rows], ignore_index=True)
+        summary = pd.concat(
+            [others(summary, args.recipe, seed), pd.DataFrame([result])], ignore_index=True
+        )
+        epochs.to_csv(epochs_csv, index=False)
+        summary.to_csv(summary_csv, index=False)
+        plot(epochs, summary, args.out / "time_to_accuracy.png")
+    print(summary.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
