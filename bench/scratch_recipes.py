@@ -223,6 +223,10 @@ def main(argv: list[str] | None = None) -> None:
         summary.to_csv(summary_csv, index=False)
         plot(epochs, summary, args.out / "time_to_accuracy.png")
     print(summary.to_string(index=False))
+    # the clone's own Prefect server outlives its runs (for its UI); this benchmark is done
+    subprocess.run(
+        [sys.executable, "-m", "cli", "prefect-server", "stop"], cwd=project, check=False
+    )
 
 
 if __name__ == "__main__":

@@ -197,6 +197,11 @@ class ScratchParams(TrainParams):
     cache_images: bool = Field(
         False, description="decode and resize every image once, keep them in memory"
     )
+    monitor: Literal["val_loss", "val_accuracy"] = Field(
+        "val_loss",
+        description="which epoch is kept: the lowest val_loss (the book's) or the "
+        "highest val_accuracy",
+    )
     patience: int = Field(
         0,
         ge=0,

@@ -123,7 +123,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="scratch",
-        description="A convnet trained from scratch with augmentation: the book's (the baseline) or a mini-Xception.",
+        description="A convnet trained from scratch with augmentation: the book's (baseline) "
+        "or chapter 9's mini-Xception.",
         deps=(RAW_DIR, MANIFEST),
         params=("data.image_size", "augment.flip", "augment.rotation", "augment.zoom", "scratch"),
         outs=(model_path("scratch"), history_path("scratch")),

@@ -75,13 +75,14 @@ def train(
     batch_size: int | None = None,
     on_epoch_end: EpochCallback | None = None,
     patience: int | None = None,
+    monitor: str = "val_loss",
     verbose: int = 0,
 ) -> TrainResult:
     """Compile (RMSprop unless ``optimizer`` is given) and train; the returned model holds the
-    lowest-val-loss epoch.
+    best epoch by ``monitor`` (lowest ``val_loss``, or highest ``val_accuracy``).
 
     Keras' ``EarlyStopping(restore_best_weights=True)`` keeps the best epoch's weights and, with
-    ``patience``, stops once validation loss has not improved for that many epochs.
+    ``patience``, stops once ``monitor`` has not improved for that many epochs.
 
     Args:
         model: A model with one sigmoid output.
@@ -94,7 +95,8 @@ def train(
         batch_size: Batch size when the data are arrays.
         on_epoch_end: Called as ``on_epoch_end(epoch, logs)`` after each epoch (e.g. to log to
             a tracker); epochs count from 0.
-        patience: Stop after this many epochs without a lower validation loss (None: never).
+        patience: Stop after this many epochs without a better ``monitor`` (None: never).
+        monitor: ``val_loss`` (the book's checkpoint) or ``val_accuracy``.
         verbose: Keras' own printing (0: none; the callers log each epoch themselves).
     """
     model.compile(
@@ -103,7 +105,7 @@ def train(
         metrics=["accuracy"],
     )
     keep_best = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience or epochs, restore_best_weights=True
+        monitor=monitor, patience=patience or epochs, restore_best_weights=True
     )
     callbacks: list[keras.callbacks.Callback] = [keep_best]
     if on_epoch_end is not None:
@@ -120,7 +122,8 @@ def train(
     else:  # a dataset shuffles itself (see images.make_dataset)
         history = model.fit(train_data, validation_data=validation_data, shuffle=False, **fit)
     values = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    return TrainResult(model, values, keep_best.best_epoch, float(keep_best.best))
+    best = keep_best.best_epoch
+    return TrainResult(model, values, best, values["val_loss"][best])
 
 
 def history_frame(history: Mapping[str, list[float]]) -> pd.DataFrame:

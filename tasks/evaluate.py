@@ -74,10 +74,61 @@ def _plot_worst_mistakes(
     )
 
 
+def _score_one(
+    name: str,
+    prob: np.ndarray,
+    test: pd.DataFrame,
+    y_true: np.ndarray,
+    params: Params,
+    root: Path,
+    out: dict[str, Path],
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
+    """One model's metrics, and its predictions, ROC, confusion matrix and worst mistakes
+    written into the staging folders ``out``; returns (metrics, ROC, calibration curve)."""
+    threshold = params.evaluate.threshold
+    y_pred = (prob >= threshold).astype(int)
+    pd.DataFrame(
+        {
+            "path": test["path"],
+            "actual": _NAMES[y_true],
+            "predicted": _NAMES[y_pred],
+            "prob_dog": np.round(prob, 6),
+        }
+    ).to_csv(out["predictions"] / f"{name}.csv", index=False, lineterminator="\n")
+    roc = roc_curve(y_true, prob)
+    roc.round(6).to_csv(out["roc"] / f"{name}.csv", index=False, lineterminator="\n")
+    plot_confusion_matrix(
+        confusion_matrix(y_true, y_pred),
+        out["figures"] / f"confusion_{name}.png",
+        title=f"{name}: test confusion matrix (n={len(y_true)})",
+    )
+    _plot_worst_mistakes(name, test, y_true, prob, threshold, root, params, out["figures"])
+    return compute_metrics(y_true, prob, threshold), roc, calibration_curve(y_true, prob)
+
+
+def _write_comparison(
+    root: Path, results: dict[str, dict[str, float]], weights: dict, images: int
+) -> Path:
+    """``reports/comparison.md``: the models beside the book's figures, untrained weights said."""
+    note = (
+        ""
+        if weights["pretrained"]
+        else (
+            "\n**Untrained VGG16 weights**: the classifier and finetune rows measure a random conv "
+            "base, not transfer learning; see features.weights.\n"
+        )
+    )
+    return write_text(
+        root / vocab.COMPARISON,
+        f"# Test-set comparison ({images} images, VGG16 weights: {weights['label']})\n\n"
+        + to_markdown(comparison_table(results))
+        + note,
+    )
+
+
 @task(name="evaluate", **TASK_OPTIONS)
 def evaluate(params: Params, root: Path) -> StageResult:
     """Score the three models on the test split and write metrics, tables and plots."""
-    threshold = params.evaluate.threshold
     test, probabilities = predict_test_set(params, root)
     y_true = (test["label"] == "dog").to_numpy().astype(int)
     meta = json.loads((root / vocab.FEATURES_META).read_text())
@@ -90,26 +141,11 @@ def evaluate(params: Params, root: Path) -> StageResult:
         atomic_dir(root / vocab.ROC_DIR) as roc_dir,
         atomic_dir(root / vocab.EVALUATE_FIGURES) as figures_dir,
     ):
+        out = {"predictions": predictions_dir, "roc": roc_dir, "figures": figures_dir}
         for name, prob in probabilities.items():
-            y_pred = (prob >= threshold).astype(int)
-            results[name] = compute_metrics(y_true, prob, threshold)
-            pd.DataFrame(
-                {
-                    "path": test["path"],
-                    "actual": _NAMES[y_true],
-                    "predicted": _NAMES[y_pred],
-                    "prob_dog": np.round(prob, 6),
-                }
-            ).to_csv(predictions_dir / f"{name}.csv", index=False, lineterminator="\n")
-            rocs[name] = roc_curve(y_true, prob)
-            rocs[name].round(6).to_csv(roc_dir / f"{name}.csv", index=False, lineterminator="\n")
-            calibrations[name] = calibration_curve(y_true, prob)
-            plot_confusion_matrix(
-                confusion_matrix(y_true, y_pred),
-                figures_dir / f"confusion_{name}.png",
-                title=f"{name}: test confusion matrix (n={len(y_true)})",
+            results[name], rocs[name], calibrations[name] = _score_one(
+                name, prob, test, y_true, params, root, out
             )
-            _plot_worst_mistakes(name, test, y_true, prob, threshold, root, params, figures_dir)
         plot_roc_curves(
             rocs,
             figures_dir / "roc.png",
@@ -125,21 +161,7 @@ def evaluate(params: Params, root: Path) -> StageResult:
         "pretrained": int(weights["pretrained"]),
     }
     metrics_path = write_json(root / vocab.METRICS, metrics_doc)
-    table = comparison_table(results)
-    note = (
-        ""
-        if weights["pretrained"]
-        else (
-            "\n**Untrained VGG16 weights**: the classifier and finetune rows measure a random conv "
-            "base, not transfer learning; see features.weights.\n"
-        )
-    )
-    comparison = write_text(
-        root / vocab.COMPARISON,
-        f"# Test-set comparison ({len(y_true)} images, VGG16 weights: {weights['label']})\n\n"
-        + to_markdown(table)
-        + note,
-    )
+    comparison = _write_comparison(root, results, weights, len(y_true))
     logger = run_logger()
     for name, values in results.items():
         logger.info(

@@ -42,7 +42,7 @@ from catdog.results import StageResult
 from catdog.seeding import seed_everything
 from catdog.vgg16 import make_conv_base
 from catdog.vocabulary import SPLITS, VIEWS_ARRAY, VIEWS_INDEX
-from catdog.weights import resolve_weights
+from catdog.weights import ResolvedWeights, resolve_weights
 from tasks.common import TASK_OPTIONS, progress_logger, run_logger
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
@@ -159,6 +159,87 @@ def run_shards(jobs: list[ShardJob]) -> list[str]:
     return [future.result() for future in futures]  # raises the first failure
 
 
+def _shard_jobs(
+    params: Params,
+    root: Path,
+    rows: dict[str, pd.DataFrame],
+    counts: dict[str, int],
+    staging: Path,
+    weights_path: Path,
+) -> list[ShardJob]:
+    """One job per shard: its images (or the views array), output file and conv-base weights."""
+    p, size = params.features, params.data.image_size
+    views_path = (root / vocab.AUGMENTED_DIR / VIEWS_ARRAY).resolve()
+
+    def images(shard: Shard) -> tuple[str, ...]:
+        if shard.name == AUGMENTED:
+            return ()
+        paths = rows[shard.name]["path"].iloc[shard.start : shard.stop]
+        return tuple(str(root.resolve() / path) for path in paths)
+
+    return [
+        ShardJob(
+            shard=shard,
+            out_path=str(staging / _SHARDS_DIR / shard.file_name),
+            weights_path=str(weights_path),
+            image_size=size,
+            batch_size=p.batch_size,
+            compute=p.compute,
+            dtype=p.dtype,
+            seed=p.seed,
+            images=images(shard),
+            views_path=str(views_path) if shard.name == AUGMENTED else "",
+        )
+        for shard in plan_shards(counts, p.batch_size, p.shard_batches)
+    ]
+
+
+def _assemble(
+    jobs: list[ShardJob],
+    shard_paths: list[str],
+    counts: dict[str, int],
+    feature_shape: list[int],
+    staging: Path,
+    dtype: str,
+) -> dict[str, list[int]]:
+    """Each set's shards joined, in row order, into ``<set>.npy``; returns each set's shape."""
+    parts: dict[str, list[Path]] = {name: [] for name in counts}
+    for job, path in zip(jobs, shard_paths, strict=True):
+        parts[job.shard.name].append(Path(path))
+    return {
+        name: list(
+            assemble_shards(parts[name], count, feature_shape, staging / f"{name}.npy", dtype=dtype)
+        )
+        for name, count in counts.items()
+    }
+
+
+def _write_targets_and_index(
+    staging: Path, rows: dict[str, pd.DataFrame], views_index: pd.DataFrame
+) -> None:
+    """``<set>_targets.npy`` per set and ``index.csv``: which image (and view) each row is."""
+    index_parts = []
+    for split in SPLITS:
+        np.save(staging / f"{split}_targets.npy", targets(rows[split]["label"]))
+        index_parts.append(rows[split][["path", "label"]].assign(set=split, view=-1))
+    np.save(staging / f"{AUGMENTED}_targets.npy", targets(views_index["label"]))
+    index_parts.append(views_index.assign(set=AUGMENTED))
+    pd.concat(index_parts, ignore_index=True)[["set", "path", "label", "view"]].to_csv(
+        staging / "index.csv", index=False, lineterminator="\n"
+    )
+
+
+def _weights_meta(weights: ResolvedWeights) -> dict[str, object]:
+    return {
+        "requested": weights.requested,
+        "kind": weights.kind,
+        "label": weights.label,
+        "sha256": weights.sha256,
+        "pretrained": weights.pretrained,
+        "warning": weights.warning,
+    }
+
+
 @task(name="features", **TASK_OPTIONS)
 def features(params: Params, root: Path) -> StageResult:
     """Run the conv base over train, validation, test and the augmented views, shard by shard."""
@@ -173,7 +254,6 @@ def features(params: Params, root: Path) -> StageResult:
     feature_shape = list(conv_base.output_shape[1:])
     manifest = read_manifest(root / vocab.MANIFEST)
     rows = {split: split_rows(manifest, split) for split in SPLITS}
-    views_path = root / vocab.AUGMENTED_DIR / VIEWS_ARRAY
     views_index = pd.read_csv(root / vocab.AUGMENTED_DIR / VIEWS_INDEX)
     counts = {**{split: len(r) for split, r in rows.items()}, AUGMENTED: len(views_index)}
     out_dir = root / vocab.FEATURES_DIR
@@ -183,67 +263,22 @@ def features(params: Params, root: Path) -> StageResult:
         weights_path = staging / _WEIGHTS_FILE
         conv_base.save_weights(weights_path)
         del conv_base
-        shards_dir = staging / _SHARDS_DIR
-        shards_dir.mkdir()
-        jobs = [
-            ShardJob(
-                shard=shard,
-                out_path=str(shards_dir / shard.file_name),
-                weights_path=str(weights_path),
-                image_size=size,
-                batch_size=p.batch_size,
-                compute=p.compute,
-                dtype=p.dtype,
-                seed=p.seed,
-                images=()
-                if shard.name == AUGMENTED
-                else tuple(
-                    str(root.resolve() / path)
-                    for path in rows[shard.name]["path"].iloc[shard.start : shard.stop]
-                ),
-                views_path=str(views_path.resolve()) if shard.name == AUGMENTED else "",
-            )
-            for shard in plan_shards(counts, p.batch_size, p.shard_batches)
-        ]
+        (staging / _SHARDS_DIR).mkdir()
+        jobs = _shard_jobs(params, root, rows, counts, staging, weights_path)
         logger.info("features: %d images in %d shards", sum(counts.values()), len(jobs))
         try:
             shard_paths = run_shards(jobs)
         finally:
             release_extractor()  # the local runner's extractor is not needed once the stage ends
-        parts: dict[str, list[Path]] = {name: [] for name in counts}
-        for job, path in zip(jobs, shard_paths, strict=True):  # in row order
-            parts[job.shard.name].append(Path(path))
-        shapes = {
-            name: list(
-                assemble_shards(
-                    parts[name], count, feature_shape, staging / f"{name}.npy", dtype=p.dtype
-                )
-            )
-            for name, count in counts.items()
-        }
-        shutil.rmtree(shards_dir)
-        index_parts = []
-        for split in SPLITS:
-            np.save(staging / f"{split}_targets.npy", targets(rows[split]["label"]))
-            index_parts.append(rows[split][["path", "label"]].assign(set=split, view=-1))
-        np.save(staging / f"{AUGMENTED}_targets.npy", targets(views_index["label"]))
-        index_parts.append(views_index.assign(set=AUGMENTED))
-        pd.concat(index_parts, ignore_index=True)[["set", "path", "label", "view"]].to_csv(
-            staging / "index.csv", index=False, lineterminator="\n"
-        )
+        shapes = _assemble(jobs, shard_paths, counts, feature_shape, staging, p.dtype)
+        shutil.rmtree(staging / _SHARDS_DIR)
+        _write_targets_and_index(staging, rows, views_index)
         meta = {
             "image_size": size,
             "dtype": p.dtype,
             "feature_shape": feature_shape,
             "shapes": shapes,
-            "weights": {
-                "requested": weights.requested,
-                "kind": weights.kind,
-                "label": weights.label,
-                "sha256": weights.sha256,
-                "pretrained": weights.pretrained,
-                "warning": weights.warning,
-            },
+            "weights": _weights_meta(weights),
         }
         write_json(staging / "meta.json", meta)
         # The conv base exactly as used here: finetune starts from it, whatever the weights were.

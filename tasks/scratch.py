@@ -51,5 +51,6 @@ def scratch(params: Params, root: Path, on_epoch_end: EpochCallback | None = Non
         optimizer=optimizer,
         cache=p.cache_images,
         patience=p.patience,
+        monitor=p.monitor,
     )
     return save_training_outputs("scratch", result, root)

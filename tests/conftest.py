@@ -24,6 +24,23 @@ SHARED_PHOTOS = Path(
 for key, value in QUIET_ENV.items():  # the command line's quiet, offline settings
     os.environ.setdefault(key, value)
 
+# The longest test files, longest first (from `pytest --durations`). pytest-xdist's loadfile
+# hands files to its two workers in collection order, so these start first and the long
+# platform test runs beside the rest instead of alone after it.
+LONGEST_FIRST = (
+    "test_platform.py",
+    "test_e2e.py",
+    "test_faults.py",
+    "test_interruption.py",
+    "test_prefect_server.py",
+    "test_auth.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files keep order
+
 
 def write_image(
     path: Path,

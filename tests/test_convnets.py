@@ -138,3 +138,25 @@ def test_recipe_params_are_checked_with_the_key_at_fault():
         parse_params({"scratch": {"epochs": 2, "warmup_epochs": 2}})
     with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
         make_optimizer("sgd", 0.1)
+
+
+def test_monitor_val_accuracy_keeps_the_most_accurate_epoch():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] + 0.3 * rng.normal(size=64) > 0).astype("float32")
+    head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    keras.utils.set_random_seed(2)
+    result = train(
+        head,
+        (x, y),
+        (x[:32], y[:32]),
+        epochs=6,
+        learning_rate=0.05,
+        batch_size=16,
+        monitor="val_accuracy",
+    )
+    accuracy = result.history["val_accuracy"]
+    assert result.best_epoch == int(np.argmax(accuracy))  # the first of the best
+    assert result.best_val_loss == result.history["val_loss"][result.best_epoch]
+    kept = head.evaluate(x[:32], y[:32], verbose=0, return_dict=True)["accuracy"]
+    assert kept == pytest.approx(max(accuracy))
