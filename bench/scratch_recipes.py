@@ -48,9 +48,13 @@ def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def clone(work: Path) -> Path:
+    """A clone of this repository's HEAD (kept between runs: DVC's cache spares the ingest)."""
     project = work / "project"
     if not project.is_dir():
         subprocess.run(["git", "clone", "-q", str(REPO), str(project)], check=True)
+    git = ["git", "-C", str(project)]
+    subprocess.run([*git, "checkout", "-q", "--", "params.yaml"], check=True)
+    subprocess.run([*git, "pull", "-q", "--ff-only"], check=True)
     return project
 
 
