@@ -288,3 +288,51 @@ def test_catdog_compare_reads_the_executions_from_mlflow(repro_project):
         assert any(row[0] == "execution" and "classifier.epochs" in row for row in rows)
     else:
         assert "Only one execution" in report or "every execution used the same params" in report
+
+
+def test_our_scratch_recipe_through_catdog_run_params_best_predict_and_compare(run_project):
+    """`catdog run --params params-best.yaml` (tiny sizes): the mini-Xception in bfloat16 trains,
+    is logged, predicts what evaluate scored, and `catdog compare` shows the arch that differs."""
+    import pandas as pd
+
+    from tests.conftest import REPO, TINY_PARAMS
+
+    project, env = run_project
+    current = yaml.safe_load((project / "params.yaml").read_text())
+    sizes = {
+        **TINY_PARAMS,
+        "classifier.epochs": current["classifier"]["epochs"],  # as earlier tests left it
+        "scratch.epochs": 2,
+        "scratch.warmup_epochs": 1,
+    }
+    overrides = [f"-S{key}={value}" for key, value in sizes.items()]
+    preset = str(REPO / "params-best.yaml")
+    result = run([CATDOG, "run", "--params", preset, *overrides], project, env)
+    ran = re.search(r"^ran: (.*)$", result.stdout, flags=re.MULTILINE).group(1).split(", ")
+    assert "scratch" in ran and "evaluate" in ran
+    assert not {"ingest", "split", "augment", "features"} & set(ran)  # only what changed
+    written = yaml.safe_load((project / "params.yaml").read_text())["scratch"]
+    assert (written["arch"], written["compute"], written["monitor"]) == (
+        "xception",
+        "mixed_bfloat16",
+        "val_accuracy",
+    )
+    assert dvc_status(project, env) == {}
+
+    evaluated = pd.read_csv(project / "reports/predictions/scratch.csv").head(4)
+    predict = [CATDOG, "predict", "--model", "models/scratch.keras", *evaluated["path"]]
+    predicted = pd.read_csv(__import__("io").StringIO(run(predict, project, env).stdout))
+    np.testing.assert_allclose(predicted["prob_dog"], evaluated["prob_dog"], atol=2e-6)
+
+    _, runs = mlflow_runs(project)
+    newest = max(
+        (r for r in runs if r.data.tags.get("catdog.stage") == "scratch"),
+        key=lambda r: r.info.start_time,
+    )
+    assert newest.data.params["scratch.arch"] == "xception"
+    assert newest.info.status == "FINISHED"
+    run([CATDOG, "compare", "--out", "report.md"], project, env)
+    report = (project / "report.md").read_text()
+    rows = table_rows(report)  # the params that differ between executions are its columns
+    assert any(row[0] == "execution" and "scratch.arch" in row for row in rows)
+    assert any("xception" in row and "book" not in row for row in rows)
