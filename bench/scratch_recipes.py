@@ -157,7 +157,8 @@ def plot(epochs, summary, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(9, 5.5), dpi=120)
     colours = {"book": "tab:gray", "best": "tab:blue"}
     names = {"book": "the book's recipe", "best": "ours (params-best.yaml)"}
-    for (recipe, seed), part in epochs.groupby(["recipe", "seed"]):
+    styles = ("-", "--", ":", "-.")
+    for index, ((recipe, seed), part) in enumerate(epochs.groupby(["recipe", "seed"])):
         run = summary[(summary.recipe == recipe) & (summary.seed == seed)].iloc[0]
         label = (
             f"{names.get(recipe, recipe)}, seed {seed}: test {run.test_accuracy:.1%} "
@@ -167,6 +168,7 @@ def plot(epochs, summary, path: Path) -> None:
             part.seconds,
             part.val_accuracy,
             color=colours.get(recipe),
+            linestyle=styles[index % len(styles)],
             alpha=0.85,
             label=label,
             linewidth=1.4,
@@ -178,7 +180,7 @@ def plot(epochs, summary, path: Path) -> None:
         xlabel="wall-clock seconds since the scratch stage started (2 CPU cores)",
         ylabel="validation accuracy (200 photos)",
         ylim=(0.5, 1.0),
-        title="From scratch on the shared photos: the book's recipe vs ours",
+        title="From scratch on the shared photos (1,000/100/100 per class), 2 CPU cores",
     )
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
