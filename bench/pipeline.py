@@ -27,12 +27,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from tests.conftest import make_project_copy, project_env  # noqa: E402
 
 
-def plain(project: Path, overrides: list[str]) -> dict[str, float]:
-    """Each stage's task function, in this process."""
+def plain(project: Path) -> dict[str, float]:
+    """Each stage's task function, in this process, on the copy's params.yaml."""
     from catdog.params import load_params
     from catdog.stage_table import STAGE_NAMES
 
-    params = load_params(project / "params.yaml", overrides)
+    params = load_params(project / "params.yaml")
     times = {}
     for name in STAGE_NAMES:
         task = getattr(importlib.import_module(f"tasks.{name}"), name)
@@ -71,7 +71,7 @@ def main() -> None:
         )
         try:
             os.environ["KERAS_HOME"] = str(root / "keras")
-            stages = plain(make_project_copy(root / "plain", params, tiny=False), [])
+            stages = plain(make_project_copy(root / "plain", params, tiny=False))
             plain_s = sum(stages.values())
             run_s = timed(
                 [str(Path(sys.executable).parent / "catdog"), "run"],
