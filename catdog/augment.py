@@ -30,6 +30,7 @@ def materialise_views(
     flip: str,
     rotation: float,
     zoom: float,
+    translation: float = 0.0,
     seed: int,
     root: Path | None = None,
     batch_size: int = 32,
@@ -46,6 +47,7 @@ def materialise_views(
         flip: RandomFlip mode.
         rotation: RandomRotation factor.
         zoom: RandomZoom factor.
+        translation: RandomTranslation factor (0: no translation).
         seed: Seed of the augmentation; the same seed gives byte-identical views.
         root: The folder ``paths`` are relative to (the workspace); the index keeps the paths
             as given, so it reads the same wherever the workspace is.
@@ -56,7 +58,9 @@ def materialise_views(
         The index of the views: row i of ``views.npy`` is (path, label, view) of row i.
     """
     seed_everything(seed)
-    augmentation = make_augmentation(flip=flip, rotation=rotation, zoom=zoom, seed=seed)
+    augmentation = make_augmentation(
+        flip=flip, rotation=rotation, zoom=zoom, translation=translation, seed=seed
+    )
     total = len(paths) * views
     if total == 0:  # K=0: the book's plain feature extraction (an empty file cannot be mapped)
         np.save(out_dir / VIEWS_ARRAY, np.zeros((0, image_size, image_size, 3), dtype="uint8"))

@@ -119,6 +119,9 @@ class AugmentParams(_Section):
     flip: Literal["horizontal", "vertical", "horizontal_and_vertical", "none"] = "horizontal"
     rotation: float = Field(0.1, ge=0, le=1, description="fraction of a full turn, as Keras")
     zoom: float = Field(0.2, ge=0, lt=1)
+    translation: float = Field(
+        0.0, ge=0, lt=1, description="shift range, a fraction of height and width; 0: off"
+    )
     seed: int = Field(42, ge=0)
     preview: int = Field(8, ge=1, le=64, description="training images shown in the preview grid")
 

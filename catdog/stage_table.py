@@ -36,6 +36,10 @@ from catdog.vocabulary import (
 __all__ = ["STAGES", "STAGE_NAMES", "Stage", "dvc_yaml", "lineage_params", "stage", "upstream"]
 
 
+# The augment section's keys that shape the in-model augmentation layers (not its views, preview)
+AUGMENTATION = ("augment.flip", "augment.rotation", "augment.zoom", "augment.translation")
+
+
 @dataclass(frozen=True)
 class Stage:
     """One pipeline stage, as DVC and the Prefect pipeline flow both see it."""
@@ -103,13 +107,7 @@ STAGES: tuple[Stage, ...] = (
         description="The book's dense head trained on the features; best epoch by val loss.",
         # the images, conv base and augmentation are read in classifier.mode=in_model
         deps=(RAW_DIR, MANIFEST, FEATURES_DIR, CONV_BASE_WEIGHTS),
-        params=(
-            "data.image_size",
-            "augment.flip",
-            "augment.rotation",
-            "augment.zoom",
-            "classifier",
-        ),
+        params=("data.image_size", *AUGMENTATION, "classifier"),
         outs=(model_path("classifier"), history_path("classifier")),
         image_plots=(history_figure("classifier"),),
     ),
@@ -117,7 +115,7 @@ STAGES: tuple[Stage, ...] = (
         name="finetune",
         description="Conv base + trained head, block5 unfrozen, RMSprop at a low learning rate.",
         deps=(RAW_DIR, MANIFEST, FEATURES_META, CONV_BASE_WEIGHTS, model_path("classifier")),
-        params=("data.image_size", "augment.flip", "augment.rotation", "augment.zoom", "finetune"),
+        params=("data.image_size", *AUGMENTATION, "finetune"),
         outs=(model_path("finetune"), history_path("finetune")),
         image_plots=(history_figure("finetune"),),
     ),
@@ -126,7 +124,7 @@ STAGES: tuple[Stage, ...] = (
         description="A convnet trained from scratch with augmentation: the book's (baseline) "
         "or chapter 9's mini-Xception.",
         deps=(RAW_DIR, MANIFEST),
-        params=("data.image_size", "augment.flip", "augment.rotation", "augment.zoom", "scratch"),
+        params=("data.image_size", *AUGMENTATION, "scratch"),
         outs=(model_path("scratch"), history_path("scratch")),
         image_plots=(history_figure("scratch"),),
     ),

@@ -67,6 +67,7 @@ def augment(params: Params, root: Path) -> StageResult:
             flip=p.flip,
             rotation=p.rotation,
             zoom=p.zoom,
+            translation=p.translation,
             seed=p.seed,
             root=root,
             progress=progress_logger("augment: views"),

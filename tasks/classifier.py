@@ -16,7 +16,7 @@ from catdog.seeding import seed_everything
 from catdog.training import EpochCallback, TrainResult, train
 from catdog.vgg16 import make_conv_base, make_dense_head, make_finetune_model
 from tasks.common import TASK_OPTIONS, epoch_progress
-from tasks.image_training import book_augmentation, train_on_images
+from tasks.image_training import in_model_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
@@ -63,6 +63,6 @@ def _train_in_model(params: Params, root: Path, on_epoch_end: EpochCallback | No
         conv_base.output_shape[1:], units=p.units, dropout=p.dropout, seed=p.seed
     )
     model = make_finetune_model(
-        conv_base, head, book_augmentation(aug, p.seed), image_size=size, unfreeze=0
+        conv_base, head, in_model_augmentation(aug, p.seed), image_size=size, unfreeze=0
     )
     return train_on_images("classifier", model, root, size, p, on_epoch_end)

@@ -15,7 +15,7 @@ from catdog.seeding import seed_everything
 from catdog.training import EpochCallback
 from catdog.vgg16 import make_conv_base, make_finetune_model
 from tasks.common import TASK_OPTIONS
-from tasks.image_training import book_augmentation, train_on_images
+from tasks.image_training import in_model_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
@@ -31,7 +31,7 @@ def finetune(params: Params, root: Path, on_epoch_end: EpochCallback | None = No
     classifier = load_model(root / vocab.model_path("classifier"))
     # classifier.mode=in_model saves the whole image model: its head is the nested dense_head
     head = classifier if classifier.input_shape[-1] != 3 else classifier.get_layer("dense_head")
-    augmentation = book_augmentation(aug, p.seed)
+    augmentation = in_model_augmentation(aug, p.seed)
     model = make_finetune_model(conv_base, head, augmentation, image_size=size, unfreeze=p.unfreeze)
     result = train_on_images("finetune", model, root, size, p, on_epoch_end)
     meta = json.loads((root / vocab.FEATURES_META).read_text())

@@ -41,10 +41,14 @@ def image_datasets(
     )
 
 
-def book_augmentation(augment: AugmentParams, seed: int) -> keras.Sequential:
-    """The augment section's flip, rotation and zoom as in-model layers, seeded."""
+def in_model_augmentation(augment: AugmentParams, seed: int) -> keras.Sequential:
+    """The augment section's flip, rotation, zoom and translation as in-model layers, seeded."""
     return make_augmentation(
-        flip=augment.flip, rotation=augment.rotation, zoom=augment.zoom, seed=seed
+        flip=augment.flip,
+        rotation=augment.rotation,
+        zoom=augment.zoom,
+        translation=augment.translation,
+        seed=seed,
     )
 
 

@@ -13,7 +13,7 @@ from catdog.results import StageResult
 from catdog.seeding import seed_everything
 from catdog.training import EpochCallback, make_optimizer
 from tasks.common import TASK_OPTIONS
-from tasks.image_training import book_augmentation, train_on_images
+from tasks.image_training import in_model_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
@@ -25,7 +25,7 @@ def scratch(params: Params, root: Path, on_epoch_end: EpochCallback | None = Non
     """Train the ``scratch.arch`` convnet with in-model augmentation and dropout."""
     p, size, aug = params.scratch, params.data.image_size, params.augment
     seed_everything(p.seed)
-    augmentation = book_augmentation(aug, p.seed)
+    augmentation = in_model_augmentation(aug, p.seed)
     model = make_scratch_model(
         size, augmentation, arch=p.arch, dropout=p.dropout, seed=p.seed, compute=p.compute
     )
