@@ -16,7 +16,11 @@ Writes ``time_to_accuracy.csv`` (one row per epoch), ``summary.csv`` (one row pe
 so recipes can be run one at a time.
 
     python bench/scratch_recipes.py --recipe best --seeds 42 1 2
-    python bench/scratch_recipes.py --recipe book -S scratch.epochs=30
+    python bench/scratch_recipes.py --recipe book -S scratch.epochs=24
+    python bench/scratch_recipes.py --recipe best --label best-128px \
+        -S data.image_size=128 -S scratch.epochs=80
+
+``--label`` names the rows of a variant (default: the recipe), so it is kept beside the preset's.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ def clone(work: Path) -> Path:
 
 
 def run_recipe(project: Path, recipe: str, seed: int, args: argparse.Namespace) -> dict:
-    """Configure and run ``dvc repro scratch``; return the run's measurements."""
+    """Configure and run ``dvc repro scratch``; return the run's measurements (``recipe``: the
+    rows' label)."""
     from workspace.params_file import apply_params
 
     overrides = [
@@ -72,8 +77,9 @@ def run_recipe(project: Path, recipe: str, seed: int, args: argparse.Namespace) 
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     env.update(DVC_NO_ANALYTICS="1", TF_CPP_MIN_LOG_LEVEL="3", MLFLOW_DISABLE_TELEMETRY="true")
     env.pop("MLFLOW_TRACKING_URI", None)  # the clone's own store
-    log = args.out / f"{recipe}-seed{seed}.log"
-    print(f"[{recipe} seed {seed}] dvc repro scratch (log: {log})", flush=True)
+    label = args.label or recipe
+    log = args.out / f"{label}-seed{seed}.log"
+    print(f"[{label} seed {seed}] dvc repro scratch (log: {log})", flush=True)
     start = time.perf_counter()
     with log.open("w") as handle:
         process = subprocess.Popen(
@@ -87,14 +93,14 @@ def run_recipe(project: Path, recipe: str, seed: int, args: argparse.Namespace) 
         for line in process.stdout or ():
             handle.write(line)
             if " - scratch: epoch" in line or "done in" in line:
-                print(f"[{recipe} seed {seed}] {line.strip()}", flush=True)
+                print(f"[{label} seed {seed}] {line.strip()}", flush=True)
         if process.wait() != 0:
             raise SystemExit(f"dvc repro scratch failed; see {log}")
     elapsed = time.perf_counter() - start
     stage_s = [float(m.group(1)) for m in DONE.finditer(log.read_text())]
     if not stage_s:
         raise SystemExit(f"{log}: the scratch stage did not run (already up to date?)")
-    return {"recipe": recipe, "seed": seed, "stage_s": stage_s[-1], "repro_s": round(elapsed, 1)}
+    return {"recipe": label, "seed": seed, "stage_s": stage_s[-1], "repro_s": round(elapsed, 1)}
 
 
 def epochs_from_mlflow(project: Path) -> tuple[list[dict], dict]:
@@ -155,8 +161,12 @@ def plot(epochs, summary, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(9, 5.5), dpi=120)
-    colours = {"book": "tab:gray", "best": "tab:blue"}
-    names = {"book": "the book's recipe", "best": "ours (params-best.yaml)"}
+    colours = {"book": "tab:gray", "best": "tab:blue", "best-128px": "tab:orange"}
+    names = {
+        "book": "the book's recipe",
+        "best": "ours (params-best.yaml)",
+        "best-128px": "ours at 128 px, 80 epochs",
+    }
     styles = ("-", "--", ":", "-.")
     for index, ((recipe, seed), part) in enumerate(epochs.groupby(["recipe", "seed"])):
         run = summary[(summary.recipe == recipe) & (summary.seed == seed)].iloc[0]
@@ -192,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", choices=sorted(PRESETS), default="best")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="scratch.seed values")
+    parser.add_argument("--label", help="name of the rows and logs (default: the recipe)")
     parser.add_argument("--photos", type=Path, default=PHOTOS)
     parser.add_argument("--counts", type=int, nargs=3, default=[1000, 100, 100])
     parser.add_argument("-S", "--set", action="append", default=[], help="extra KEY=VALUE")
@@ -228,11 +239,12 @@ def main(argv: list[str] | None = None) -> None:
             image_size=params.get("data.image_size"),
             best_val_accuracy=max(r["val_accuracy"] for r in rows),
         )
-        print(f"[{args.recipe} seed {seed}] {result}", flush=True)
-        run_rows = pd.DataFrame(rows).assign(recipe=args.recipe, seed=seed)
-        epochs = pd.concat([others(epochs, args.recipe, seed), run_rows], ignore_index=True)
+        label = result["recipe"]
+        print(f"[{label} seed {seed}] {result}", flush=True)
+        run_rows = pd.DataFrame(rows).assign(recipe=label, seed=seed)
+        epochs = pd.concat([others(epochs, label, seed), run_rows], ignore_index=True)
         summary = pd.concat(
-            [others(summary, args.recipe, seed), pd.DataFrame([result])], ignore_index=True
+            [others(summary, label, seed), pd.DataFrame([result])], ignore_index=True
         )
         epochs.to_csv(epochs_csv, index=False)
         summary.to_csv(summary_csv, index=False)
