@@ -13,7 +13,8 @@ the split is seeded by the pipeline, not by the recipe) and scratch. Then:
 
 Writes ``time_to_accuracy.csv`` (one row per epoch), ``summary.csv`` (one row per run) and
 ``time_to_accuracy.png`` into ``--out``; rows of earlier runs of other recipes or seeds are kept,
-so recipes can be run one at a time.
+so recipes can be run one at a time. A ``note`` written into ``summary.csv`` by hand (e.g. that a
+run shared the CPU) is shown in the figure's legend.
 
     python bench/scratch_recipes.py --recipe best --seeds 42 1 2
     python bench/scratch_recipes.py --recipe book -S scratch.epochs=24
@@ -174,6 +175,8 @@ def plot(epochs, summary, path: Path) -> None:
             f"{names.get(recipe, recipe)}, seed {seed}: test {run.test_accuracy:.1%} "
             f"[{run.ci_low:.1%}, {run.ci_high:.1%}] in {run.stage_s:,.0f} s"
         )
+        if isinstance(run.get("note"), str):  # e.g. a run that shared the CPU
+            label += f" ({run.note})"
         axes.plot(
             part.seconds,
             part.val_accuracy,
