@@ -222,8 +222,22 @@ class ScratchParams(TrainParams):
 
 
 class EvaluateParams(_Section):
+    """How models are scored on the test split, and when the champion moves."""
+
     threshold: float = Field(0.5, gt=0, lt=1)
     batch_size: int = Field(32, ge=1)
+    bootstrap: int = Field(
+        1000, ge=0, le=100_000, description="resamples for the intervals of AUC, log loss, F1"
+    )
+    seed: int = Field(42, ge=0, description="the bootstrap's resampling seed")
+    champion_gate: Literal["paired-test", "any-gain"] = Field(
+        "paired-test",
+        description="paired-test: the challenger must beat the champion on the same test images "
+        "by McNemar's exact test; any-gain: any higher accuracy moves the champion",
+    )
+    champion_alpha: float = Field(
+        0.05, gt=0, lt=1, description="the paired test's level (one-sided p below it moves)"
+    )
 
 
 class MlflowParams(_Section):

@@ -29,6 +29,7 @@ EXPECTED_DEPS: dict[str, tuple[str, ...]] = {
     "catdog/feature_store.py": ("classifier", "evaluate"),
     "catdog/features.py": ("features",),
     "catdog/images.py": ("augment", "features", "classifier", "finetune", "scratch", "evaluate"),
+    "catdog/intervals.py": ("evaluate",),
     "catdog/ingest.py": ("ingest",),
     "catdog/io.py": ALL,
     "catdog/manifest.py": ALL[1:],

@@ -103,8 +103,11 @@ def describe_version(version: Any, metrics: Mapping[str, float], images: int) ->
     commit = tags.get("git.commit", "")[:7] or "unknown"
     raw = tags.get("dvc.data_raw", "")[:8] or "unknown"
     nan = float("nan")
+    low, high = metrics.get("accuracy_ci_low", nan), metrics.get("accuracy_ci_high", nan)
+    interval = f" [95% interval {low:.3f}, {high:.3f}]" if low == low and high == high else ""
     description = (
-        f"Test accuracy {metrics['accuracy']:.3f} (ROC AUC {metrics.get('roc_auc', nan):.3f}, "
+        f"Test accuracy {metrics['accuracy']:.3f}{interval} "
+        f"(ROC AUC {metrics.get('roc_auc', nan):.3f}, "
         f"log loss {metrics.get('log_loss', nan):.3f}) on {images} test images. "
         f"Trained on data/raw {raw} (DVC hash), commit {commit}, VGG16 weights "
         f"{tags.get('weights', 'n/a')}; run {version.run_id}."

@@ -1,7 +1,9 @@
-"""Evaluate's figures: confusion matrix, ROC curves and calibration (reliability) curves."""
+"""Evaluate's figures: each model's accuracy with its interval, confusion matrix, ROC curves and
+calibration (reliability) curves."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -11,7 +13,15 @@ import pandas as pd
 from catdog.metrics import CALIBRATION_COLUMNS
 from catdog.plots.figure import new_figure, save_png
 
-__all__ = ["plot_calibration", "plot_confusion_matrix", "plot_roc_curves"]
+__all__ = [
+    "plot_accuracy_intervals",
+    "plot_calibration",
+    "plot_confusion_matrix",
+    "plot_roc_curves",
+]
+
+#: An AUC alone, or with its 95% interval as ``(auc, low, high)``.
+AucLabel = float | tuple[float, float, float]
 
 
 def _check_curve_frame(name: str, frame: pd.DataFrame, columns: Sequence[str]) -> None:
@@ -91,7 +101,7 @@ def plot_roc_curves(
     path: Path,
     *,
     title: str = "ROC",
-    aucs: Mapping[str, float] | None = None,
+    aucs: Mapping[str, AucLabel] | None = None,
 ) -> Path:
     """Plots one ROC curve per model, plus the chance diagonal.
 
@@ -99,7 +109,7 @@ def plot_roc_curves(
         curves: Model name -> DataFrame from :func:`roc_curve`.
         path: Destination PNG file; parent directories are created.
         title: Figure title.
-        aucs: Optional model name -> AUC, shown in the legend.
+        aucs: Optional model name -> AUC, or ``(AUC, low, high)``, shown in the legend.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -117,7 +127,7 @@ def plot_roc_curves(
     for name, frame in curves.items():
         label = str(name)
         if aucs is not None and name in aucs:
-            label = f"{name} (AUC = {aucs[name]:.3f})"
+            label = f"{name} ({_auc_text(aucs[name])})"
         ax.plot(frame["fpr"], frame["tpr"], linewidth=1.8, label=label)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set_xlim(0, 1)
@@ -128,6 +138,75 @@ def plot_roc_curves(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
+def _auc_text(auc: AucLabel) -> str:
+    if isinstance(auc, tuple):
+        value, low, high = auc
+        if math.isfinite(low) and math.isfinite(high):
+            return f"AUC = {value:.3f} [{low:.3f}, {high:.3f}]"
+        auc = value
+    return f"AUC = {auc:.3f}"
+
+
+def plot_accuracy_intervals(
+    results: Mapping[str, Mapping[str, float]],
+    path: Path,
+    images: int,
+    *,
+    book: Mapping[str, float] | None = None,
+) -> Path:
+    """Each model's test accuracy as a dot with its 95% interval as an error bar.
+
+    Args:
+        results: Model name -> metrics with ``accuracy``, ``accuracy_ci_low`` and
+            ``accuracy_ci_high``.
+        path: Destination PNG file; parent directories are created.
+        images: The number of test images (the title says it: the bars' width follows from it).
+        book: Optional model name -> the book's test accuracy, drawn as a grey mark.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    if not results:
+        raise ValueError("results must contain at least one model")
+    names = list(results)
+    values = np.array([results[m]["accuracy"] for m in names])
+    low = values - np.array([results[m]["accuracy_ci_low"] for m in names])
+    high = np.array([results[m]["accuracy_ci_high"] for m in names]) - values
+    fig = new_figure(6.0, 1.8 + 0.6 * len(names))
+    ax = fig.add_subplot()
+    rows = np.arange(len(names))
+    ax.errorbar(values, rows, xerr=[low, high], fmt="o", capsize=4, label="ours, 95% interval")
+    for row, value in enumerate(values):
+        ax.annotate(
+            f"{value:.1%}",
+            (value, row),
+            textcoords="offset points",
+            xytext=(0, 7),
+            ha="center",
+            fontsize=8,
+        )
+    marks = [(row, book[m]) for row, m in enumerate(names) if book and m in book]
+    if marks:
+        ax.scatter(
+            [b for _, b in marks],
+            [r for r, _ in marks],
+            marker="|",
+            s=200,
+            color="grey",
+            label="the book's test accuracy",
+        )
+    ax.axvline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_yticks(rows, labels=names)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(len(names) - 0.4, -0.6)  # the first model on top
+    ax.set_xlabel("test accuracy (dotted: chance)")
+    ax.set_title(f"Test accuracy with 95% intervals ({images:,} test images)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     return save_png(fig, path)
 
