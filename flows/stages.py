@@ -9,6 +9,7 @@ for ``catdog run`` through :mod:`workspace.dvc_state`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -29,10 +30,11 @@ from prefect.artifacts import (
 
 from catdog import stage_table
 from catdog.errors import CatdogError
+from catdog.intervals import noise_sentence
 from catdog.manifest import read_manifest, split_rows
-from catdog.params import Params, load_params
+from catdog.params import EvaluateParams, Params, load_params
 from catdog.results import StageResult
-from catdog.vocabulary import COMPARISON, MANIFEST
+from catdog.vocabulary import COMPARISON, MANIFEST, METRICS, PREDICTIONS_DIR
 from servers.dask import local_task_runner
 from tasks.common import TASK_OPTIONS, run_logger
 from tracking.champion import promote_champion
@@ -229,20 +231,56 @@ def record_models_worth_task(root: Path) -> None:
 
 
 @task(name="promote-champion", **TASK_OPTIONS)
-def promote_champion_task(root: Path, threshold: float) -> dict[str, str]:
+def promote_champion_task(root: Path, evaluate: EvaluateParams) -> dict[str, str]:
     """Score the champion on this test set; move it only to a model that beats it there."""
     test = split_rows(read_manifest(root / MANIFEST), "test")
-    return promote_champion(root, read_model_results(root), test, threshold)
+    tags = promote_champion(
+        root,
+        read_model_results(root),
+        test,
+        evaluate.threshold,
+        gate=evaluate.champion_gate,
+        alpha=evaluate.champion_alpha,
+    )
+    run_logger().info("evaluate: %s", tags["champion.decision.text"])
+    create_markdown_artifact(
+        key="catdog-champion-decision",
+        markdown=f"# Champion: {tags['champion.decision']}\n\n{tags['champion.decision.text']}"
+        f"\n\n- rule: `{tags['champion.rule']}` (evaluate.champion_gate)\n"
+        f"- one-sided p-value: {tags['champion.p_value']}\n"
+        f"- images only one of them got right: {tags['champion.discordant']}\n"
+        f"- serving: `models:/{tags['champion.serving']}`\n",
+        description="Why the champion moved or stayed",
+    )
+    return tags
+
+
+def _rounded(values: Mapping[str, float], digits: int = 4) -> dict[str, float]:
+    return {k: round(v, digits) for k, v in values.items()}
 
 
 def publish_evaluation(root: Path) -> None:
-    """Evaluate's Prefect artifacts: every model's test metrics, and the comparison report."""
-    results = read_model_results(root)
+    """Evaluate's Prefect artifacts: every model's test metrics with their 95% intervals, the
+    paired comparisons, and the comparison report."""
+    document = json.loads((root / METRICS).read_text())
+    images = document["test_images"]
     rows = [
-        {"model": m, **{k: round(v, 4) for k, v in metrics.items()}}
-        for m, metrics in results.items()
+        {"model": m, "test_images": images, **_rounded(metrics)}
+        for m, metrics in read_model_results(root).items()
     ]
-    create_table_artifact(key="catdog-test-metrics", table=rows, description="Test-set metrics")
+    create_table_artifact(
+        key="catdog-test-metrics",
+        table=rows,
+        description=f"Test-set metrics with 95% intervals (_ci_low, _ci_high): "
+        f"{noise_sentence(images)}",
+    )
+    pairs = [{"pair": key, **_rounded(values)} for key, values in document["pairs"].items()]
+    create_table_artifact(
+        key="catdog-paired-comparisons",
+        table=pairs,
+        description="Models compared on the same test images: accuracy difference (first minus "
+        "second) with its 95% interval, discordant images, McNemar's exact p (two-sided)",
+    )
     create_markdown_artifact(
         key="catdog-comparison", markdown=(root / COMPARISON).read_text(), description=COMPARISON
     )
@@ -303,9 +341,11 @@ def evaluate_flow(run: StageRun) -> None:
 
     result = run.record(evaluate(run.params, run.root))
     run.log_to_execution(result.metrics)  # the parent run carries every model's test metrics
+    # per-image answers, so `catdog compare` can pair executions scored on the same images
+    mlflow.log_artifacts(str(run.root / PREDICTIONS_DIR), artifact_path="predictions")
     publish_evaluation(run.root)
     record_models_worth_task(run.root)
-    run.tag(promote_champion_task(run.root, run.params.evaluate.threshold))
+    run.tag(promote_champion_task(run.root, run.params.evaluate))
 
 
 STAGE_FLOWS: dict[str, Any] = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -24,9 +25,10 @@ from tracking.models import load_model_reference, log_keras_model
 from tracking.registry import REGISTERED_NAMES
 
 
-def tiny_image_model(path: Path, weight: float) -> Path:
-    """Raw RGB pixels in, sigmoid out: (mean brightness - 1/2) times 3 ``weight``. On the photos
-    of :func:`dark_cats_bright_dogs` a positive weight is always right, a negative one wrong."""
+def tiny_image_model(path: Path, weight: float, centre: float = 0.5) -> Path:
+    """Raw RGB pixels in, sigmoid out: (mean brightness - ``centre``) times 3 ``weight``. On the
+    photos of :func:`dark_cats_bright_dogs` a positive weight is always right, a negative one
+    wrong; ``centre`` 0.833 with a positive weight calls the darkest dog a cat (7 of 8 right)."""
     inputs = keras.Input((32, 32, 3), name="image")
     x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -34,7 +36,7 @@ def tiny_image_model(path: Path, weight: float) -> Path:
         1,
         activation="sigmoid",
         kernel_initializer=keras.initializers.Constant(weight),
-        bias_initializer=keras.initializers.Constant(-1.5 * weight),  # 3 channels summed
+        bias_initializer=keras.initializers.Constant(-3 * centre * weight),  # 3 channels summed
     )(x)
     path.parent.mkdir(parents=True, exist_ok=True)
     keras.Model(inputs, outputs).save(path)
@@ -54,9 +56,9 @@ def store(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(None)
 
 
-def register(stage: str, root: Path, weight: float) -> str:
+def register(stage: str, root: Path, weight: float, centre: float = 0.5) -> str:
     """What a model stage does: log and register its model, tagged with lineage."""
-    path = tiny_image_model(root / f"models/{stage}.keras", weight)
+    path = tiny_image_model(root / f"models/{stage}.keras", weight, centre)
     with mlflow.start_run(run_name=stage):
         model_hash = dvc_hash(path)
         mlflow.set_tags({"dvc.model": model_hash, "git.commit": "c0ffee", "dvc.data_raw": "r.dir"})
@@ -123,33 +125,41 @@ def test_the_champion_moves_only_to_a_model_that_beats_it_on_this_test_set(store
     test = dark_cats_bright_dogs(root)
     register("scratch", root, -4.0)  # always wrong
     with mlflow.start_run(run_name="evaluate 1"):
-        first = promote_champion(root, {"scratch": {"accuracy": 0.0}}, test, 0.5)
+        # evaluate's remembered figures choose the challenger; its score is computed here
+        first = promote_champion(root, {"scratch": {"accuracy": 0.9}}, test, 0.5)
     assert first["champion.decision"] == "first" and first["champion.model"] == "catdog-scratch/1"
+    assert float(first["champion.challenger_accuracy"]) == 0.0
 
-    better = register("scratch", root, 4.0)  # always right: it takes the alias
+    better = register("scratch", root, 4.0)  # always right: 8 images to 0, p = 1/256
     with mlflow.start_run(run_name="evaluate 2") as run:
-        moved = promote_champion(root, {"scratch": {"accuracy": 1.0}}, test, 0.5)
+        moved = promote_champion(root, {"scratch": {"accuracy": 0.1}}, test, 0.5)
     assert moved["champion.decision"] == "moved"
     assert (moved["champion.incumbent"], moved["champion.model"]) == (
         "catdog-scratch/1",
         f"catdog-scratch/{better}",
     )
-    assert float(moved["champion.incumbent_accuracy"]) == 0.0  # scored here, not remembered
-    assert (
-        MlflowClient().get_run(run.info.run_id).data.metrics["champion_challenger_accuracy"] == 1.0
-    )
+    # both scored here: not the 0.9 the champion was registered with, not the 0.1 passed now
+    assert float(moved["champion.incumbent_accuracy"]) == 0.0
+    assert float(moved["champion.challenger_accuracy"]) == 1.0
+    assert moved["champion.rule"] == "paired-test"
+    assert float(moved["champion.p_value"]) == pytest.approx(1 / 256)
+    assert moved["champion.discordant"] == "8 challenger, 0 champion"
+    logged_metrics = MlflowClient().get_run(run.info.run_id).data.metrics
+    assert logged_metrics["champion_challenger_accuracy"] == 1.0
+    assert logged_metrics["champion_p_value"] == pytest.approx(1 / 256)
     served = MlflowClient().get_model_version_by_alias(CHAMPION_MODEL, ALIAS)
     assert served.tags["catdog.source"] == f"catdog-scratch/{better}"
+    assert "p = 0.00391 < 0.05" in served.tags["champion.decision"]
     # the served model shows the test metrics of the model it wraps, on the test split
     logged = MlflowClient().get_logged_model(served.source.removeprefix("models:/"))
     assert [(m.key, m.value, m.dataset_name) for m in logged.metrics] == [
-        ("test_accuracy", 1.0, "catdog-test-split")
+        ("test_accuracy", 0.1, "catdog-test-split")
     ]
-    assert served.description.startswith("Test accuracy 1.000")
+    assert served.description.startswith("Test accuracy 0.100")
 
     register("finetune", root, -4.0)  # a worse execution: the champion stays where it is
     with mlflow.start_run(run_name="evaluate 3"):
-        kept = promote_champion(root, {"finetune": {"accuracy": 0.0}}, test, 0.5)
+        kept = promote_champion(root, {"finetune": {"accuracy": 1.0}}, test, 0.5)
     assert kept["champion.decision"] == "kept"
     assert kept["champion.model"] == f"catdog-scratch/{better}"
     assert float(kept["champion.incumbent_accuracy"]) == 1.0
@@ -160,7 +170,13 @@ def test_the_champion_moves_only_to_a_model_that_beats_it_on_this_test_set(store
     decision = MlflowClient().get_registered_model(CHAMPION_MODEL).tags["champion.decision"]
     assert decision == (
         f"the champion catdog-scratch/{better} (1.000) kept its place over catdog-finetuned/1 "
-        "(test accuracy 0.000) on the same 8 test images"
+        "(test accuracy 0.000) on the same 8 test images: 0 images only the challenger got "
+        "right, 8 only the champion; one-sided exact McNemar p = 1 ≥ 0.05 (not better)"
+    )
+    # the challenger that was kept out carries the decision too
+    assert (
+        MlflowClient().get_model_version("catdog-finetuned", "1").tags["champion.decision"]
+        == decision
     )
     info = lineage(store, "catdog@champion")
     assert info["champion"]["latest"] == decision
@@ -171,6 +187,62 @@ def test_the_champion_moves_only_to_a_model_that_beats_it_on_this_test_set(store
     with mlflow.start_run(run_name="evaluate 4"):
         tie = promote_champion(root, {"finetune": {"accuracy": 1.0}}, test, 0.5)
     assert tie["champion.decision"] == "kept"
+
+
+def test_a_gain_within_the_noise_keeps_the_champion_unless_the_gate_is_any_gain(store, tmp_path):
+    root = tmp_path / "workspace"
+    test = dark_cats_bright_dogs(root)
+    register("scratch", root, 4.0, centre=0.833)  # 7 of 8: the darkest dog is called a cat
+    with mlflow.start_run(run_name="evaluate 1"):
+        promote_champion(root, {"scratch": {"accuracy": 0.875}}, test, 0.5)
+    register("finetune", root, 4.0)  # 8 of 8: one image better, p = 1/2
+    with mlflow.start_run(run_name="evaluate 2"):
+        kept = promote_champion(root, {"finetune": {"accuracy": 1.0}}, test, 0.5)
+    assert kept["champion.decision"] == "kept"
+    assert (
+        float(kept["champion.challenger_accuracy"]),
+        float(kept["champion.incumbent_accuracy"]),
+    ) == (1.0, 0.875)
+    assert float(kept["champion.p_value"]) == 0.5
+    assert "(a gain within the noise)" in kept["champion.decision.text"]
+    assert aliases("catdog-scratch") == [ALIAS]
+    with mlflow.start_run(run_name="evaluate 3"):
+        moved = promote_champion(root, {"finetune": {"accuracy": 1.0}}, test, 0.5, gate="any-gain")
+    assert moved["champion.decision"] == "moved" and moved["champion.rule"] == "any-gain"
+    assert aliases("catdog-finetuned") == [ALIAS]
+
+
+def _lose_the_champions_model() -> None:
+    """Delete the files of the model the alias serves: it can no longer be loaded."""
+    served = MlflowClient().get_model_version_by_alias(CHAMPION_MODEL, ALIAS)
+    logged = MlflowClient().get_logged_model(served.source.removeprefix("models:/"))
+    shutil.rmtree(Path(logged.artifact_location.removeprefix("file://")))
+
+
+@pytest.mark.parametrize(
+    ("recorded", "outcome"),
+    [
+        (None, "kept"),  # nothing to judge it by: never waved through
+        ({"accuracy_ci_low": 0.4, "accuracy_ci_high": 0.8}, "kept"),  # intervals overlap
+        ({"accuracy_ci_low": 0.2, "accuracy_ci_high": 0.5}, "moved"),  # [0.676, 1] lies above
+    ],
+)
+def test_a_champion_that_cannot_be_scored_is_judged_on_its_record(
+    store, tmp_path, recorded, outcome
+):
+    root = tmp_path / "workspace"
+    test = dark_cats_bright_dogs(root)
+    register("scratch", root, -4.0)
+    with mlflow.start_run(run_name="evaluate 1"):
+        promote_champion(root, {"scratch": {"accuracy": 0.6, **(recorded or {})}}, test, 0.5)
+    _lose_the_champions_model()
+    register("finetune", root, 4.0)
+    with mlflow.start_run(run_name="evaluate 2"):
+        tags = promote_champion(root, {"finetune": {"accuracy": 1.0}}, test, 0.5)
+    assert tags["champion.decision"] == outcome
+    assert tags["champion.rule"] == ("unscored" if recorded is None else "intervals")
+    assert "could not be scored here" in tags["champion.decision.text"]
+    assert aliases("catdog-finetuned" if outcome == "moved" else "catdog-scratch") == [ALIAS]
 
 
 def test_the_served_champion_takes_image_bytes_as_catdog_predict_does(store, tmp_path):
