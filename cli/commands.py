@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workspace.lock import dvc_ancestor, hold_workspace
 from workspace.paths import tracking_home
@@ -28,7 +28,9 @@ __all__ = [
     "prefect_server",
     "run_pipeline",
     "run_predict",
+    "run_score",
     "run_stage",
+    "score",
     "serve",
     "ui",
     "write_dvc_yaml",
@@ -237,6 +239,123 @@ def predict(args: argparse.Namespace, workspace: Path) -> int:
     )
 
 
+def _experiment_name(workspace: Path) -> str:
+    """params.yaml's ``mlflow.experiment`` (MLflow's experiment of the pipeline's runs).
+
+    Read without validating the rest of the file: a command that only reads or logs to MLflow
+    should not stop on a stage's bad value."""
+    from catdog.params import MlflowParams, read_params_file
+    from workspace.params_file import PARAMS_FILE
+
+    path = workspace / PARAMS_FILE
+    section = read_params_file(path, display=PARAMS_FILE).get("mlflow") if path.is_file() else None
+    name = section.get("experiment") if isinstance(section, dict) else None
+    return str(name or MlflowParams().experiment)
+
+
+def _check_threshold(threshold: float) -> None:
+    from catdog.errors import CatdogError
+
+    if not 0 < threshold < 1:  # NaN too
+        raise CatdogError(
+            f"--threshold {threshold:g}: must lie strictly between 0 and 1; a photo is called "
+            "dog at or above it (e.g. --threshold 0.5)"
+        )
+
+
+def _check_score_source(source: Path) -> None:
+    """Stop before any work if the source to score is missing or not a folder or a zip."""
+    from catdog.errors import SourceError
+
+    what = "give a folder of cat.N.jpg/dog.N.jpg photos, class folders cats/ dogs/, or a .zip"
+    if not source.exists():
+        raise SourceError(f"{source}: no such folder or .zip; {what}")
+    if not (source.is_dir() or (source.is_file() and source.suffix.lower() == ".zip")):
+        raise SourceError(f"{source}: neither a folder nor a .zip; {what}")
+
+
+def _prepare_score_source(source: Path, scratch: Path) -> Any:
+    """The folder as is, or the zip extracted into ``scratch``; named as the user named them."""
+    from catdog.errors import SourceError
+    from catdog.sources import prepare_source
+
+    try:
+        return prepare_source(source, scratch)
+    except SourceError as error:  # its messages name the pipeline's key; here it is FOLDER
+        raise SourceError(str(error).removeprefix("data.source: ")) from None
+
+
+def run_score(
+    source: Path,
+    reference: str,
+    workspace: Path,
+    home: Path,
+    *,
+    threshold: float = 0.5,
+    out: Path | None = None,
+    log: bool = True,
+    experiment: str = "catdog",
+) -> int:
+    """Score a model on a folder or zip of labelled photos: the report on stdout, skipped files
+    on stderr, the per-photo CSV in ``out`` if given, and an MLflow run unless ``log`` is off."""
+    import tempfile
+
+    from catdog.io import write_text
+    from catdog.score import find_photos, render_report, score_photos
+
+    _check_threshold(threshold)
+    _check_score_source(source)
+    with tempfile.TemporaryDirectory(prefix="catdog-score-") as scratch:
+        prepared = _prepare_score_source(source, Path(scratch))
+        found = find_photos(prepared, str(source))
+        from tracking.models import load_model_reference  # TensorFlow: after the cheap checks
+
+        model = load_model_reference(reference, workspace, home)
+        result = score_photos(model, found, threshold=threshold)
+    where = source.parent if source.is_file() else source  # a zip's paths start with its name
+    for path, reason in result.skipped:
+        sys.stderr.write(f"catdog score: skipped {where / path}: {reason}\n")
+    report = render_report(result)
+    sys.stdout.write(report)
+    if out is not None:
+        write_text(out, result.photos_csv())
+        sys.stderr.write(f"catdog score: wrote {result.images:,} rows to {out}\n")
+    if log:
+        _log_score(result, source, reference, home, experiment, report)
+    return 0
+
+
+def _log_score(
+    result: Any, source: Path, reference: str, home: Path, experiment: str, report: str
+) -> None:
+    from tracking.evaluation import log_score
+
+    logged = log_score(
+        result, source=source, model_ref=reference, home=home, experiment=experiment, report=report
+    )
+    sys.stderr.write(f"catdog score: logged to MLflow: {logged.url}\n")
+    if logged.version:
+        sys.stderr.write(f"catdog score: {logged.version} now shows this score in its tags\n")
+
+
+def score(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog score FOLDER --model REF``: accuracy with its 95% interval on labelled photos."""
+    _check_threshold(args.threshold)
+    _check_score_source(args.source)
+    if args.log or args.model.startswith(("runs:/", "models:/")):
+        _check_tracking_server(workspace)
+    return run_score(
+        args.source,
+        args.model,
+        workspace,
+        tracking_home(workspace),
+        threshold=args.threshold,
+        out=args.out,
+        log=args.log,
+        experiment=_experiment_name(workspace),
+    )
+
+
 def serve(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog serve``: MLflow and Prefect servers for a team."""
     from servers.serve import ServeOptions
@@ -273,6 +392,22 @@ def lineage(args: argparse.Namespace, workspace: Path) -> int:
     return 0
 
 
+def _find_experiment(uri: str, name: str) -> str | None:
+    """The id of the experiment ``name`` in the store at ``uri``; None if it is not there.
+
+    A SQLite store that does not exist yet is not created (MLflow's UI creates it)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        found = MlflowClient(uri).get_experiment_by_name(name)
+    except (MlflowException, OSError):  # a server that is down: the UI's home still helps
+        return None
+    return found.experiment_id if found is not None else None
+
+
 def ui(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog ui``: MLflow's UI on the project's store (replaces this process)."""
     from tracking.store import MODEL_TRAINING_VIEW, tracking_uri
@@ -280,8 +415,18 @@ def ui(args: argparse.Namespace, workspace: Path) -> int:
 
     home = tracking_home(workspace)
     uri = tracking_uri(home)
-    page = f"http://{args.host}:{args.port}/#/?{MODEL_TRAINING_VIEW}"
-    sys.stdout.write(f"MLflow UI on {page} for {uri} (Ctrl-C stops it)\n")
+    experiment = _experiment_name(workspace)
+    experiment_id = _find_experiment(uri, experiment)
+    base = f"http://{args.host}:{args.port}/#"
+    if experiment_id:
+        page = f"{base}/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}"
+        sys.stdout.write(f"MLflow UI on {page} for {uri} (Ctrl-C stops it)\n")
+    else:
+        page = f"{base}/?{MODEL_TRAINING_VIEW}"
+        sys.stdout.write(
+            f"MLflow UI on {page} for {uri} (Ctrl-C stops it); no experiment {experiment!r} "
+            "there yet: run the pipeline first (dvc repro or catdog run)\n"
+        )
     sys.stdout.flush()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", args.host, "--port", str(args.port)]

@@ -40,6 +40,8 @@ examples:
   catdog run                         the stages DVC finds stale, as one Prefect flow run
   catdog run -S classifier.epochs=5  the same, after writing the value into params.yaml
   catdog predict photos/ --out p.csv  probability of dog for each image (fine-tuned model)
+  catdog score photos/ --model models:/catdog@champion
+                                     accuracy with its 95% interval on labelled photos
   catdog compare --out runs.md       the executions' test metrics and differing params
   catdog lineage catdog@champion     the data, commit and params behind the champion model
   catdog ui                          browse and compare the runs in MLflow's UI
@@ -91,6 +93,13 @@ COMMANDS: tuple[Command, ...] = (
         commands.predict,
     ),
     Command(
+        "score",
+        "measure a model on labelled photos: accuracy with its 95% interval",
+        arguments.SCORE_DESCRIPTION,
+        arguments.add_score,
+        commands.score,
+    ),
+    Command(
         "serve",
         "run an MLflow tracking server and a Prefect server for the project",
         "Start an MLflow tracking server (SQLite store and artifacts in the project) and a "
@@ -119,7 +128,9 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "ui",
         "open MLflow's UI on the project's tracking store",
-        "Run `mlflow ui` on the project's store (or MLFLOW_TRACKING_URI).",
+        "Run `mlflow ui` on the project's store (or MLFLOW_TRACKING_URI) and print the URL of "
+        "the project's experiment (params.yaml's mlflow.experiment) in MLflow's model-training "
+        "view; MLflow's own home page opens in its GenAI view.",
         arguments.add_ui,
         commands.ui,
     ),
