@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from catdog.stage_table import STAGES
+from catdog.vocabulary import MODELS
 
 __all__ = [
     "SCORE_DESCRIPTION",
@@ -203,6 +204,11 @@ def add_compare(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="keep executions that used this param value, e.g. classifier.epochs=5",
+    )
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        help="one model's test metrics and ranking (default: every model)",
     )
 
 

@@ -380,7 +380,9 @@ def compare(args: argparse.Namespace, workspace: Path) -> int:
 
     wanted = dict(item.split("=", 1) for item in args.param if "=" in item)
     uri = _check_tracking_server(workspace)
-    return run_compare(uri, args.experiment, args.out, args.format, args.filter, wanted)
+    return run_compare(
+        uri, args.experiment, args.out, args.format, args.filter, wanted, model=args.model
+    )
 
 
 def lineage(args: argparse.Namespace, workspace: Path) -> int:

@@ -111,8 +111,10 @@ COMMANDS: tuple[Command, ...] = (
         "compare",
         "compare pipeline executions from MLflow: test metrics and differing params",
         "Read the MLflow runs of an experiment into a table of each execution's test metrics "
-        "per model, the params that differ between executions, and the book's figures beside "
-        "ours; write Markdown or HTML.",
+        "per model with their 95% intervals, the params that differ between executions, the "
+        "book's figures beside ours, and per model a ranking of the executions: those scored "
+        "on the same test images are paired with the best one (McNemar's exact test), so the "
+        "report says which differences are noise; write Markdown or HTML.",
         arguments.add_compare,
         commands.compare,
     ),

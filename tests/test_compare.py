@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from catdog.intervals import mcnemar_exact, wilson_interval
 from tests.conftest import table_rows
 from tracking.compare import (
     METRICS,
@@ -18,6 +22,7 @@ from tracking.compare import (
     render_report,
     run_compare,
 )
+from tracking.ranking import NOT_COMPARABLE, rank_executions
 
 MODELS = ("classifier", "finetune", "scratch")
 T0 = 1_700_000_000_000  # ms
@@ -49,8 +54,11 @@ def _execution(
     metrics: dict[str, float] | None,
     weights: str = "imagenet",
     commit: str = "0123456789abcdef0123456789abcdef01234567",
+    evaluate_tags: dict[str, str] | None = None,
+    predictions: Sequence[Path] = (),
 ) -> str:
-    """A parent run and one finished child per stage, as open_execution/stage_run log them."""
+    """A parent run and one finished child per stage, as open_execution/stage_run log them;
+    the evaluate child also gets ``evaluate_tags`` and the ``predictions`` files as artifacts."""
     parent = client.create_run(
         experiment_id,
         start_time=start,
@@ -78,13 +86,17 @@ def _execution(
                 "weights": weights,
             },
         ).info.run_id
-        values = metrics if stage == "evaluate" and metrics else {}
+        evaluate = stage == "evaluate"
+        values = metrics if evaluate and metrics else {}
+        tags = {"dvc.data_raw": "abc.dir", **((evaluate_tags or {}) if evaluate else {})}
         client.log_batch(
             child,
             metrics=[Metric(k, v, start, 0) for k, v in values.items()],
             params=[Param(k, v) for k, v in params.items()],
-            tags=[RunTag("dvc.data_raw", "abc.dir")],
+            tags=[RunTag(k, v) for k, v in tags.items()],
         )
+        for path in predictions if evaluate else ():
+            client.log_artifact(child, str(path), "predictions")
         client.set_terminated(child, "FINISHED", end_time=start + offset * 1000 + 500)
     client.set_terminated(parent, "FINISHED", end_time=start + 60_000)
     return parent
@@ -138,6 +150,70 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         metrics=_metrics(0.6),
         weights="imagenet",
     )
+    ids.update(_sweep(client, tmp_path_factory.mktemp("sweep")))
+    return ids
+
+
+# "sweep": executions of scratch on the same 60 test images (manifest "m1") unless said. The best
+# gets images 0-44 right (75.0%). "worse" loses 12 of them (0-11) and gains 3 (45-47): 36 right,
+# and McNemar's exact test on 3 against 12 gives p = 2 * P(X <= 3 | 15, 1/2) = 2 * 576 / 2**15
+# = 0.0352 (one-sided 0.0176). "close" loses 3 and gains 2: 44 right, p = 1.
+IMAGES = 60
+BEST_RIGHT = set(range(45))
+SWEEP = {  # name: (images right, manifest, what its evaluate run logged)
+    "best": (BEST_RIGHT, "m1", "all"),
+    "close": ((BEST_RIGHT - {0, 1, 2}) | {45, 46}, "m1", "all"),
+    "worse": ((BEST_RIGHT - set(range(12))) | {45, 46, 47}, "m1", "all"),
+    "elsewhere": (set(range(42)), "m2", "all"),  # 70.0%: 42 of 60 other images
+    "renamed": (set(range(40)), "m1", "other paths"),  # same hash, other file names
+    "older": (set(range(30)), "m1", "no intervals"),  # 50.0%, from before intervals
+}
+
+
+def _predictions_csv(path: Path, right: set[int], prefix: str = "img") -> Path:
+    """``path,actual,predicted,prob_dog`` for the 60 images, rows in reverse: paired by path."""
+    actual = np.array(["cat", "dog"] * (IMAGES // 2))
+    hit = np.isin(np.arange(IMAGES), sorted(right))
+    predicted = np.where(hit, actual, np.where(actual == "cat", "dog", "cat"))
+    frame = pd.DataFrame(
+        {
+            "path": [f"data/raw/{a}/{prefix}{i:02d}.png" for i, a in enumerate(actual)],
+            "actual": actual,
+            "predicted": predicted,
+            "prob_dog": np.where(predicted == "dog", 0.9, 0.1),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.iloc[::-1].to_csv(path, index=False)
+    return path
+
+
+def _sweep_metrics(right: int, total: int, intervals: bool) -> dict[str, float]:
+    metrics = {"scratch_accuracy": right / total, "scratch_roc_auc": 0.812}
+    if intervals:
+        low, high = wilson_interval(right, total)
+        metrics |= {"scratch_accuracy_ci_low": low, "scratch_accuracy_ci_high": high}
+        metrics |= {"scratch_roc_auc_ci_low": 0.7, "scratch_roc_auc_ci_high": 0.91}
+        metrics["test_images"] = total
+    return metrics
+
+
+def _sweep(client: MlflowClient, folder: Path) -> dict[str, str]:
+    experiment = client.create_experiment("sweep", artifact_location=(folder / "a").as_uri())
+    ids = {}
+    for i, (name, (right, manifest, logged)) in enumerate(SWEEP.items()):
+        csv = folder / name / "scratch.csv"
+        _predictions_csv(csv, right, prefix="other" if logged == "other paths" else "img")
+        ids[name] = _execution(
+            client,
+            experiment,
+            T0 + i * 60_000,
+            trigger="dvc exp run",
+            stages={"evaluate": {"seed": str(i)}},
+            metrics=_sweep_metrics(len(right), IMAGES, logged != "no intervals"),
+            evaluate_tags={"dvc.manifest": manifest},
+            predictions=[] if logged == "no intervals" else [csv],
+        )
     return ids
 
 
@@ -191,7 +267,7 @@ def test_markdown_report(store):
         assert any(model in row for row in rows)
     scratch_rows = [row for row in rows if "scratch" in row]
     assert len(scratch_rows) == 2
-    assert all(row[-1] == "0.835" for row in scratch_rows)
+    assert all(row[-1] == "83.5%" for row in scratch_rows)
     differing = table_rows(text.split("## Params that differ between executions")[1])
     assert differing[0] == ["execution", "classifier.epochs"]
     assert sorted(row[1] for row in differing[1:]) == ["5", "8"]
@@ -213,7 +289,7 @@ def test_html_report_is_standalone(store):
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "<script" not in page and "<link" not in page
     assert not re.search(r"(src|href)\s*=|https?://|@import|url\(", page)
-    assert page.count("<table") == 3 and "0.835" in page
+    assert page.count("<table") == 3 and "83.5%" in page
     with pytest.raises(ValueError, match="unknown report format"):
         render_report(collect_runs(store["uri"], "catdog"), fmt="pdf")
 
@@ -245,3 +321,117 @@ def test_run_compare_without_executions(store, tmp_path: Path, capsys):
     assert "--param" in capsys.readouterr().err
     assert run_compare(store["uri"], "catdog", None, None, "tags.x ~~ 'y'", {}) == 2
     assert "bad filter" in capsys.readouterr().err
+
+
+def test_collect_runs_reads_intervals_test_split_and_size(store):
+    frame = collect_runs(store["uri"], "sweep").set_index("name")
+    best = frame.loc[f"dvc exp run {T0}"]
+    assert (best["test_split"], best["test_images"]) == ("m1", 60)
+    assert best["scratch.accuracy"] == pytest.approx(0.75)
+    assert best["scratch.accuracy_ci_low"] == pytest.approx(0.6277, abs=1e-4)
+    assert best["scratch.accuracy_ci_high"] == pytest.approx(0.8422, abs=1e-4)
+    assert best["scratch.roc_auc_ci_high"] == pytest.approx(0.91)
+    assert math.isnan(best["finetune.accuracy_ci_low"])  # a model it did not score
+    older = frame.loc[f"dvc exp run {T0 + 5 * 60_000}"]
+    assert math.isnan(older["test_images"]) and math.isnan(older["scratch.accuracy_ci_low"])
+    assert collect_runs(store["uri"], "catdog")["test_split"].tolist() == ["", ""]
+
+
+def test_ranking_pairs_the_executions_on_the_same_test_images(store):
+    frame = collect_runs(store["uri"], "sweep")
+    rankings = rank_executions(frame, store["uri"])
+    assert list(rankings) == ["scratch"]  # the only model these executions scored
+    ranking = rankings["scratch"].set_index("run_id")
+    ranked = ["best", "close", "elsewhere", "renamed", "worse", "older"]  # by accuracy
+    assert list(ranking.index) == [store[name] for name in ranked]
+    assert list(ranking["rank"]) == [1, 2, 3, 4, 5, 6]
+    worse = ranking.loc[store["worse"], "pair"]
+    assert (worse.first_only, worse.second_only, worse.images) == (3, 12, 60)
+    assert worse.difference == pytest.approx(-0.15)
+    assert worse.p_value == pytest.approx(0.0352, abs=1e-4)
+    assert mcnemar_exact(3, 12, "less") == pytest.approx(0.0176, abs=1e-4)  # one-sided
+    assert worse.ci_low < worse.difference < worse.ci_high < 0
+    close = ranking.loc[store["close"], "pair"]
+    assert (close.first_only, close.second_only, close.p_value) == (2, 3, 1.0)
+    verdicts = ranking["verdict"]
+    assert verdicts[store["best"]] == "the most accurate"
+    assert verdicts[store["worse"]] == "worse than the best: p = 0.0352"
+    assert verdicts[store["close"]] == "not distinguishable from the best: p = 1"
+    assert verdicts[store["elsewhere"]] == NOT_COMPARABLE
+    assert verdicts[store["renamed"]] == (
+        "predictions for other images than the best's: no paired test"
+    )
+    assert "no predictions logged" in verdicts[store["older"]]
+    unpaired = ["best", "elsewhere", "renamed", "older"]
+    assert ranking.loc[[store[n] for n in unpaired], "pair"].isna().all()
+    assert rank_executions(frame, store["uri"], ["finetune"]) == {}
+
+
+def _ranking_rows(text: str) -> dict[str, list[str]]:
+    section = text.split("## Ranking of scratch (paired on the same test images)")[1]
+    section = section.split("## ")[0]
+    rows = table_rows(section)
+    assert rows[0] == [
+        "execution",
+        "rank",
+        "test images",
+        "accuracy",
+        "vs the best (points)",
+        "only this right",
+        "only the best right",
+        "verdict",
+    ]
+    return {row[0].split(" (")[0].removeprefix("dvc exp run "): row[1:] for row in rows[1:]}
+
+
+def test_markdown_report_shows_intervals_and_the_ranking(store, tmp_path: Path):
+    assert run_compare(store["uri"], "sweep", tmp_path / "sweep.md", None, "", {}) == 0
+    text = (tmp_path / "sweep.md").read_text()
+    best_label = f"dvc exp run {T0} ({store['best'][:8]})"
+    metrics = [row for row in table_rows(text) if row[:2] == [best_label, "scratch"]]
+    assert len(metrics) == 1  # one model with metrics, so one row per execution
+    _, _, images, accuracy, *_, roc_auc, _log_loss, book = metrics[0]
+    assert (images, accuracy, roc_auc, book) == (
+        "60",
+        "75.0% [62.8, 84.2]",
+        "0.812 [0.700, 0.910]",
+        "83.5%",
+    )
+    assert f"Intervals n/a for dvc exp run {T0 + 5 * 60_000}" in text
+    assert "60 test images: a 95% interval is up to ±12 points" in text
+    assert text.count("## Ranking of") == 1
+    rows = _ranking_rows(text)
+    assert rows[str(T0)][:4] == ["1", "60", "75.0% [62.8, 84.2]", ""]
+    worse = rows[str(T0 + 2 * 60_000)]
+    assert worse[0] == "5" and worse[3].startswith("-15.0 [")
+    assert worse[4:] == ["3", "12", "worse than the best: p = 0.0352"]
+    assert rows[str(T0 + 60_000)][4:] == ["2", "3", "not distinguishable from the best: p = 1"]
+    elsewhere = rows[str(T0 + 3 * 60_000)]
+    assert elsewhere[2] == "70.0% [57.5, 80.1]" and elsewhere[-1] == NOT_COMPARABLE
+    assert rows[str(T0 + 5 * 60_000)][2] == "50.0%"  # no interval logged: none made up
+
+
+def test_html_report_shows_the_ranking(store, tmp_path: Path):
+    assert run_compare(store["uri"], "sweep", tmp_path / "sweep.html", None, "", {}) == 0
+    page = (tmp_path / "sweep.html").read_text()
+    assert "<h2>Ranking of scratch (paired on the same test images)</h2>" in page
+    assert "<td>75.0% [62.8, 84.2]</td>" in page
+    assert "<td>worse than the best: p = 0.0352</td>" in page
+    assert f"<td>{NOT_COMPARABLE}</td>" in page
+    assert page.count("<table") == 4 and "<script" not in page
+
+
+def test_run_compare_for_one_model(store, tmp_path: Path, capsys):
+    assert run_compare(store["uri"], "catdog", None, None, "", {}, model="finetune") == 0
+    text = capsys.readouterr().out
+    rows = table_rows(text)
+    assert any("finetune" in row for row in rows)
+    assert not any("scratch" in row or "classifier" in row for row in rows)
+    assert "## Ranking of finetune" in text and "## Ranking of scratch" not in text
+    assert "test split not logged: no paired test" in text  # logged before the manifest tag
+    assert run_compare(store["uri"], "sweep", None, None, "", {}, model="finetune") == 0
+    assert "No execution has metrics of finetune." in capsys.readouterr().out
+    assert run_compare(store["uri"], "sweep", None, None, "", {}, model="dogs") == 2
+    assert "unknown model 'dogs'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown model"):
+        render_report(collect_runs(store["uri"], "sweep"), model="dogs")

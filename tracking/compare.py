@@ -1,5 +1,5 @@
-"""Compare pipeline executions recorded in MLflow: their test metrics side by side, and the
-params that differ between them.
+"""Compare pipeline executions recorded in MLflow: their test metrics with 95% intervals, a
+ranking of the executions per model with paired tests, and the params that differ between them.
 
 Each execution is a parent run (tag ``catdog.kind=pipeline``) with a child run per stage that ran
 (see :mod:`tracking.runs`). An execution is reported when it has a finished ``evaluate`` child
@@ -10,6 +10,12 @@ skipped (DVC found it up to date), by the most recent earlier execution that ran
 (across all executions of the experiment, whatever ``filter_string`` selects). This is exact for
 ``dvc repro`` / ``catdog run`` in one workspace; for experiments DVC runs in temporary copies it is
 the best guess the store allows. The ``stages`` column names the stages each execution really ran.
+
+Ranking: a few points of accuracy between two executions on a small test set are often luck. Two
+executions scored on the same test images (their evaluate runs carry the same ``dvc.manifest``
+hash) are compared image by image from the ``predictions/<model>.csv`` their evaluate runs logged:
+only the images one gets right and the other wrong tell them apart (McNemar's exact test, see
+:mod:`catdog.intervals`). Executions on other test images keep their own interval only.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import html
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,14 +31,22 @@ from typing import Any
 import pandas as pd
 
 from catdog.io import write_text
-from catdog.report import comparison_table, to_markdown
+from catdog.report import interval_table, to_markdown
 from catdog.vocabulary import MODELS
+from tracking.ranking import count_text, execution_label, rank_executions, ranking_blocks
 
-__all__ = ["METRICS", "collect_runs", "differing_params", "render_report", "run_compare"]
+__all__ = [
+    "METRICS",
+    "collect_runs",
+    "differing_params",
+    "render_report",
+    "run_compare",
+]
 
 METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 PARAM_PREFIX = "param:"
 KIND_FILTER = "tags.`catdog.kind` = 'pipeline'"
+MANIFEST_TAG = "dvc.manifest"  # DVC's hash of the split manifest (tracking.lineage.DATA_TAGS)
 INFO_COLUMNS: tuple[str, ...] = (
     "run_id",
     "name",
@@ -44,7 +58,11 @@ INFO_COLUMNS: tuple[str, ...] = (
     "weights",
     "stages",
 )
+EVALUATE_COLUMNS: tuple[str, ...] = ("evaluate_run_id", "test_split", "test_images")
 METRIC_COLUMNS: tuple[str, ...] = tuple(f"{m}.{k}" for m in MODELS for k in METRICS)
+INTERVAL_COLUMNS: tuple[str, ...] = tuple(
+    f"{column}_{end}" for column in METRIC_COLUMNS for end in ("ci_low", "ci_high")
+)
 FORMATS = ("markdown", "html")
 SUFFIX_FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
 HOW_TO_MAKE_RUNS = (
@@ -93,7 +111,9 @@ def _has_metrics(run: Any) -> bool:
 
 
 def _empty_frame() -> pd.DataFrame:
-    return pd.DataFrame(columns=[*INFO_COLUMNS, *METRIC_COLUMNS])
+    return pd.DataFrame(
+        columns=[*INFO_COLUMNS, *EVALUATE_COLUMNS, *METRIC_COLUMNS, *INTERVAL_COLUMNS]
+    )
 
 
 def collect_runs(
@@ -108,11 +128,14 @@ def collect_runs(
 
     Columns: ``run_id``, ``name``, ``started`` (ISO 8601, UTC), ``status`` (the parent's),
     ``trigger``, ``git_commit`` (7 characters, ``-dirty`` appended for a dirty tree),
-    ``exp_name``, ``weights``, ``stages`` (those the execution ran, comma-separated), then
-    ``<model>.<metric>`` and ``param:<key>`` (sorted). ``filter_string`` (MLflow search syntax)
-    selects parent runs; ``params`` keeps executions whose params (see the module docstring)
-    have exactly these string values. An unknown experiment or a missing SQLite file gives an
-    empty frame (the file is not created).
+    ``exp_name``, ``weights``, ``stages`` (those the execution ran, comma-separated);
+    ``evaluate_run_id``, ``test_split`` (DVC's hash of the split manifest, '' if not logged),
+    ``test_images`` (NaN if not logged); ``<model>.<metric>``, then their 95% intervals
+    ``<model>.<metric>_ci_low`` and ``_ci_high`` (NaN for executions logged without them), and
+    ``param:<key>`` (sorted). ``filter_string`` (MLflow search syntax) selects parent runs;
+    ``params`` keeps executions whose params (see the module docstring) have exactly these string
+    values. An unknown experiment or a missing SQLite file gives an empty frame (the file is not
+    created).
     """
     if _sqlite_missing(tracking_uri):
         return _empty_frame()
@@ -122,59 +145,93 @@ def collect_runs(
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return _empty_frame()
-    runs = _search_all(client, found.experiment_id)
-    parents = {r.info.run_id: r for r in runs if r.data.tags.get("catdog.kind") == "pipeline"}
-    selected = set(parents)
+    rows = _execution_rows(_search_all(client, found.experiment_id))
     if filter_string.strip():
         matching = _search_all(client, found.experiment_id, f"{KIND_FILTER} and {filter_string}")
         selected = {r.info.run_id for r in matching}
+        rows = [row for row in rows if row["run_id"] in selected]
+    return _frame(rows, params or {}, max_results)
 
-    children: dict[str, list[Any]] = {run_id: [] for run_id in parents}
-    for run in runs:
-        parent_id = run.data.tags.get("mlflow.parentRunId")
-        if parent_id in children:
-            children[parent_id].append(run)
 
+def _stage_runs_by_parent(runs: list[Any]) -> dict[str, dict[str, Any]]:
+    """Parent run id -> stage -> its latest finished child run, parents oldest first."""
+    parents = sorted(
+        (r for r in runs if r.data.tags.get("catdog.kind") == "pipeline"),
+        key=lambda r: (r.info.start_time or 0, r.info.run_id),
+    )
+    ran: dict[str, dict[str, Any]] = {p.info.run_id: {} for p in parents}
+    for child in sorted(runs, key=lambda r: r.info.start_time or 0):
+        stages = ran.get(child.data.tags.get("mlflow.parentRunId", ""))
+        if stages is not None and child.info.status == "FINISHED":
+            stages[child.data.tags.get("catdog.stage") or child.info.run_name] = child
+    return ran
+
+
+def _execution_rows(runs: list[Any]) -> list[dict[str, Any]]:
+    """A row per execution with an evaluate child that logged metrics, oldest first.
+
+    Every execution, reported or not, passes the params of the stages it ran on to later ones.
+    """
+    parents = {r.info.run_id: r for r in runs}
     rows: list[dict[str, Any]] = []
     known: dict[str, dict[str, str]] = {}  # stage -> params of its latest finished run so far
-    for parent in sorted(parents.values(), key=lambda r: (r.info.start_time or 0, r.info.run_id)):
-        ran: dict[str, Any] = {}  # stage -> its latest finished child run in this execution
-        for child in sorted(children[parent.info.run_id], key=lambda r: r.info.start_time or 0):
-            if child.info.status == "FINISHED":
-                ran[child.data.tags.get("catdog.stage") or child.info.run_name] = child
+    for parent_id, ran in _stage_runs_by_parent(runs).items():
         own = {stage: dict(child.data.params) for stage, child in ran.items()}
         effective: dict[str, str] = {}
         for stage_params in [*(known[s] for s in known if s not in own), *own.values()]:
             effective.update(stage_params)
         known.update(own)
         evaluate = ran.get("evaluate")
-        if parent.info.run_id not in selected or evaluate is None or not _has_metrics(evaluate):
+        if evaluate is None or not _has_metrics(evaluate):
             continue
-        tags = parent.data.tags
-        row: dict[str, Any] = {
-            "run_id": parent.info.run_id,
-            "name": parent.info.run_name or "",
-            "started": _iso(parent.info.start_time),
-            "status": parent.info.status,
-            "trigger": tags.get("catdog.trigger", ""),
-            "git_commit": _short_commit(tags),
-            "exp_name": tags.get("dvc.exp_name", ""),
-            "weights": evaluate.data.tags.get("weights") or tags.get("weights", ""),
-            "stages": ",".join(ran),
-        }
-        for model in MODELS:
-            for metric in METRICS:
-                value = evaluate.data.metrics.get(f"{model}_{metric}", math.nan)
-                row[f"{model}.{metric}"] = float(value)
-        row.update({f"{PARAM_PREFIX}{k}": v for k, v in effective.items()})
-        rows.append(row)
+        rows.append(
+            {
+                **_execution_info(parents[parent_id], evaluate, list(ran)),
+                **_evaluation(evaluate),
+                **{f"{PARAM_PREFIX}{k}": v for k, v in effective.items()},
+            }
+        )
+    return rows
 
+
+def _execution_info(parent: Any, evaluate: Any, stages: list[str]) -> dict[str, Any]:
+    tags = parent.data.tags
+    return {
+        "run_id": parent.info.run_id,
+        "name": parent.info.run_name or "",
+        "started": _iso(parent.info.start_time),
+        "status": parent.info.status,
+        "trigger": tags.get("catdog.trigger", ""),
+        "git_commit": _short_commit(tags),
+        "exp_name": tags.get("dvc.exp_name", ""),
+        "weights": evaluate.data.tags.get("weights") or tags.get("weights", ""),
+        "stages": ",".join(stages),
+    }
+
+
+def _evaluation(evaluate: Any) -> dict[str, Any]:
+    """The evaluate run's test split, its size, and every metric with its interval (NaN when
+    not logged: executions from before intervals were recorded lack them)."""
+    metrics = evaluate.data.metrics
+    row: dict[str, Any] = {
+        "evaluate_run_id": evaluate.info.run_id,
+        "test_split": evaluate.data.tags.get(MANIFEST_TAG, ""),
+        "test_images": float(metrics.get("test_images", math.nan)),
+    }
+    for column in (*METRIC_COLUMNS, *INTERVAL_COLUMNS):
+        row[column] = float(metrics.get(column.replace(".", "_", 1), math.nan))
+    return row
+
+
+def _frame(rows: list[dict[str, Any]], params: Mapping[str, str], max_results: int) -> pd.DataFrame:
+    """The rows (oldest first) as a frame, newest first, keeping those with the ``params``."""
     if not rows:
         return _empty_frame()
     frame = pd.DataFrame(rows)
     param_columns = sorted(c for c in frame.columns if c.startswith(PARAM_PREFIX))
-    frame = frame[[*INFO_COLUMNS, *METRIC_COLUMNS, *param_columns]]
-    for key, value in (params or {}).items():
+    columns = [*INFO_COLUMNS, *EVALUATE_COLUMNS, *METRIC_COLUMNS, *INTERVAL_COLUMNS]
+    frame = frame[[*columns, *param_columns]]
+    for key, value in params.items():
         column = PARAM_PREFIX + key.removeprefix(PARAM_PREFIX).removeprefix("params.")
         if column not in frame.columns:
             return _empty_frame()
@@ -190,10 +247,7 @@ def differing_params(frame: pd.DataFrame) -> list[str]:
 
 
 def _labels(frame: pd.DataFrame) -> list[str]:
-    return [
-        f"{name} ({run_id[:8]})"
-        for name, run_id in zip(frame["name"], frame["run_id"], strict=True)
-    ]
+    return [execution_label(n, r) for n, r in zip(frame["name"], frame["run_id"], strict=True)]
 
 
 def _weights_line(frame: pd.DataFrame, labels: list[str]) -> str:
@@ -213,49 +267,85 @@ def _weights_line(frame: pd.DataFrame, labels: list[str]) -> str:
     return text
 
 
-def _blocks(frame: pd.DataFrame) -> list[tuple[str, Any]]:
-    """The report as (kind, content) blocks: ``h1``/``h2``/``p`` text or a ``table`` frame."""
-    count = len(frame)
-    blocks: list[tuple[str, Any]] = [
-        ("h1", f"catdog: {count} pipeline execution{'s' if count != 1 else ''} compared")
-    ]
-    if frame.empty:
-        return [*blocks, ("p", "No execution to compare.")]
-    labels = _labels(frame)
-
-    info = frame[["started", "status", "trigger", "git_commit", "exp_name", "weights", "stages"]]
+def _executions_blocks(frame: pd.DataFrame, labels: list[str]) -> list[tuple[str, Any]]:
+    columns = ["started", "status", "trigger", "git_commit", "exp_name", "weights", "stages"]
+    info = frame[columns].assign(test_split=frame["test_split"].fillna("").str[:8])
     info = info.set_axis(labels).rename_axis("execution")
-    blocks += [("h2", "Executions (newest first)"), ("table", info)]
+    return [("h2", "Executions (newest first)"), ("table", info)]
 
-    parts = []
+
+def _model_metrics(row: pd.Series, model: str) -> dict[str, float]:
+    """``{metric: value, metric_ci_low: ..., metric_ci_high: ...}`` of one model."""
+    names = [*METRICS, *(f"{m}_{end}" for m in METRICS for end in ("ci_low", "ci_high"))]
+    return {name: float(row[f"{model}.{name}"]) for name in names}
+
+
+def _metrics_blocks(
+    frame: pd.DataFrame, labels: list[str], models: Sequence[str]
+) -> list[tuple[str, Any]]:
+    parts: list[pd.DataFrame] = []
+    without_intervals: list[str] = []
     for label, (_, row) in zip(labels, frame.iterrows(), strict=True):
-        metrics = {m: {k: row[f"{m}.{k}"] for k in METRICS} for m in MODELS}
-        table = comparison_table(metrics, METRICS).dropna(how="all", subset=list(METRICS))
-        table = table.reset_index()
+        metrics = {m: _model_metrics(row, m) for m in models}
+        metrics = {m: v for m, v in metrics.items() if any(math.isfinite(v[k]) for k in METRICS)}
+        if not metrics:
+            continue
+        if not any(math.isfinite(v["accuracy_ci_low"]) for v in metrics.values()):
+            without_intervals.append(label)
+        table = interval_table(metrics, METRICS).reset_index()
+        table.insert(1, "test images", count_text(row["test_images"]))
         table.index = pd.Index([label] * len(table), name="execution")
         parts.append(table)
-    blocks += [
-        ("h2", "Test metrics"),
+    if not parts:
+        return [("h2", "Test metrics"), ("p", f"No execution has metrics of {', '.join(models)}.")]
+    blocks: list[tuple[str, Any]] = [
+        ("h2", "Test metrics, with 95% intervals"),
         ("table", pd.concat(parts)),
         (
             "p",
             "book_accuracy: the test accuracy chapter 8 of Deep Learning with Python reports "
             "on Kaggle's photos (2,000 training images at 180x180), for reference.",
         ),
-        ("p", _weights_line(frame, labels)),
     ]
+    if without_intervals:
+        blocks.append(
+            (
+                "p",
+                f"Intervals n/a for {', '.join(without_intervals)}: evaluated before intervals "
+                "and predictions were logged, so no paired test either.",
+            )
+        )
+    return [*blocks, ("p", _weights_line(frame, labels))]
 
+
+def _params_blocks(frame: pd.DataFrame, labels: list[str]) -> list[tuple[str, Any]]:
     differing = differing_params(frame)
-    blocks.append(("h2", "Params that differ between executions"))
-    if count == 1:
-        blocks.append(("p", "Only one execution: nothing to compare its params with."))
-    elif not differing:
-        blocks.append(("p", "None: every execution used the same params."))
-    else:
-        table = frame[differing].fillna("").set_axis(labels).rename_axis("execution")
-        table.columns = [c.removeprefix(PARAM_PREFIX) for c in differing]
-        blocks.append(("table", table))
-    return blocks
+    blocks: list[tuple[str, Any]] = [("h2", "Params that differ between executions")]
+    if len(frame) == 1:
+        return [*blocks, ("p", "Only one execution: nothing to compare its params with.")]
+    if not differing:
+        return [*blocks, ("p", "None: every execution used the same params.")]
+    table = frame[differing].fillna("").set_axis(labels).rename_axis("execution")
+    table.columns = [c.removeprefix(PARAM_PREFIX) for c in differing]
+    return [*blocks, ("table", table)]
+
+
+def _blocks(
+    frame: pd.DataFrame, rankings: Mapping[str, pd.DataFrame], models: Sequence[str]
+) -> list[tuple[str, Any]]:
+    """The report as (kind, content) blocks: ``h1``/``h2``/``p`` text or a ``table`` frame."""
+    count = len(frame)
+    title = f"catdog: {count} pipeline execution{'s' if count != 1 else ''} compared"
+    if frame.empty:
+        return [("h1", title), ("p", "No execution to compare.")]
+    labels = _labels(frame)
+    return [
+        ("h1", title),
+        *_executions_blocks(frame, labels),
+        *_metrics_blocks(frame, labels, models),
+        *ranking_blocks(rankings),
+        *_params_blocks(frame, labels),
+    ]
 
 
 def _markdown(blocks: Iterable[tuple[str, Any]]) -> str:
@@ -296,15 +386,25 @@ def _html(blocks: list[tuple[str, Any]]) -> str:
     )
 
 
-def render_report(frame: pd.DataFrame, *, fmt: str = "markdown") -> str:
-    """The comparison report: executions, one metrics row per execution and model (with the
-    book's test accuracy), the weights used, and the params that differ between executions.
+def render_report(
+    frame: pd.DataFrame,
+    *,
+    fmt: str = "markdown",
+    rankings: Mapping[str, pd.DataFrame] | None = None,
+    model: str | None = None,
+) -> str:
+    """The comparison report: executions, one metrics row per execution and model with 95%
+    intervals (and the book's test accuracy), the weights used, each model's ranking (from
+    :func:`rank_executions`; none without ``rankings``), and the params that differ.
 
-    ``fmt`` is ``markdown`` or ``html`` (a standalone page: no scripts, no external resources).
+    ``fmt`` is ``markdown`` or ``html`` (a standalone page: no scripts, no external resources);
+    ``model`` keeps one model's metrics only.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    blocks = _blocks(frame)
+    if model is not None and model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    blocks = _blocks(frame, rankings or {}, [model] if model else MODELS)
     return _markdown(blocks) if fmt == "markdown" else _html(blocks)
 
 
@@ -315,16 +415,21 @@ def run_compare(
     fmt: str | None,
     filter_string: str,
     params: Mapping[str, str],
+    model: str | None = None,
 ) -> int:
     """Write the report to ``out`` (atomically) or stdout; the format is ``fmt`` or ``out``'s
-    suffix (``.md``/``.html``; Markdown otherwise).
+    suffix (``.md``/``.html``; Markdown otherwise). ``model`` restricts it to one model.
 
-    Returns 0; 1 when no execution matches; 2 for a bad format or filter. Messages go to stderr.
+    Returns 0; 1 when no execution matches; 2 for a bad format, model or filter. Messages go to
+    stderr.
     """
     if fmt is None:
         fmt = SUFFIX_FORMATS.get(out.suffix.lower(), "markdown") if out is not None else "markdown"
     if fmt not in FORMATS:
         sys.stderr.write(f"catdog compare: unknown format {fmt!r} (markdown or html)\n")
+        return 2
+    if model is not None and model not in MODELS:
+        sys.stderr.write(f"catdog compare: unknown model {model!r} ({', '.join(MODELS)})\n")
         return 2
     try:
         frame = collect_runs(
@@ -336,21 +441,28 @@ def run_compare(
         sys.stderr.write(f"catdog compare: bad filter {filter_string!r}: {error}\n")
         return 2
     if frame.empty:
-        what = [f"experiment {experiment!r} at {tracking_uri}"]
-        if filter_string:
-            what.append(f"filter {filter_string!r}")
-        if params:
-            what.append("params " + ", ".join(f"{k}={v}" for k, v in params.items()))
-        message = f"catdog compare: no pipeline execution with an evaluate run in {'; '.join(what)}"
-        hint = HOW_TO_MAKE_RUNS
-        if "params." in filter_string:
-            hint = "parent runs log no params: filter them with --param key=value instead"
-        sys.stderr.write(f"{message}.\n  {hint}.\n")
+        _say_nothing_matched(tracking_uri, experiment, filter_string, params)
         return 1
-    text = render_report(frame, fmt=fmt)
+    rankings = rank_executions(frame, tracking_uri, [model] if model else MODELS)
+    text = render_report(frame, fmt=fmt, rankings=rankings, model=model)
     if out is None:
         sys.stdout.write(text)
     else:
         write_text(out, text)
         sys.stderr.write(f"catdog compare: wrote {out} ({len(frame)} executions, {fmt})\n")
     return 0
+
+
+def _say_nothing_matched(
+    tracking_uri: str, experiment: str, filter_string: str, params: Mapping[str, str]
+) -> None:
+    what = [f"experiment {experiment!r} at {tracking_uri}"]
+    if filter_string:
+        what.append(f"filter {filter_string!r}")
+    if params:
+        what.append("params " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    message = f"catdog compare: no pipeline execution with an evaluate run in {'; '.join(what)}"
+    hint = HOW_TO_MAKE_RUNS
+    if "params." in filter_string:
+        hint = "parent runs log no params: filter them with --param key=value instead"
+    sys.stderr.write(f"{message}.\n  {hint}.\n")
