@@ -82,4 +82,13 @@ def pairs_table(pairs: Sequence[Pair]) -> pd.DataFrame:
 def to_markdown(frame: pd.DataFrame, digits: int = 3) -> str:
     """A frame as a GitHub Markdown table: floats to ``digits`` places, missing values as n/a."""
     cells = frame.astype(object).where(frame.notna(), None)  # NaN is missing, not "nan"
-    return cells.to_markdown(floatfmt=f".{digits}f", missingval="n/a") + "\n"
+    # text stays text: tabulate would read "0.0352" as a number and round it to 0.035
+    text_columns = [
+        i + 1 for i, c in enumerate(frame.columns) if not pd.api.types.is_numeric_dtype(frame[c])
+    ]
+    return (
+        cells.to_markdown(
+            floatfmt=f".{digits}f", missingval="n/a", disable_numparse=text_columns or False
+        )
+        + "\n"
+    )

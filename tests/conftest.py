@@ -30,6 +30,8 @@ for key, value in QUIET_ENV.items():  # the command line's quiet, offline settin
 LONGEST_FIRST = (
     "test_platform.py",
     "test_e2e.py",
+    "test_champion.py",
+    "test_sweep.py",
     "test_faults.py",
     "test_interruption.py",
     "test_prefect_server.py",

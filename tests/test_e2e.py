@@ -76,6 +76,28 @@ def test_dvc_repro_writes_every_output_metrics_and_plots(repro_project):
     doc = json.loads((project / "reports/metrics.json").read_text())
     assert doc["pretrained"] == int(doc["weights"] != "untrained")
     assert 0 <= doc["scratch"]["accuracy"] <= 1
+    # every metric with its interval, and the models compared on the same images
+    from catdog.intervals import wilson_interval
+
+    images = doc["test_images"]
+    for model in ("classifier", "finetune", "scratch"):
+        right = round(doc[model]["accuracy"] * images)
+        bounds = (doc[model]["accuracy_ci_low"], doc[model]["accuracy_ci_high"])
+        assert bounds == pytest.approx(wilson_interval(right, images))
+        assert (
+            doc[model]["roc_auc_ci_low"] <= doc[model]["roc_auc"] <= doc[model]["roc_auc_ci_high"]
+        )
+    assert set(doc["pairs"]) == {
+        "classifier_vs_finetune",
+        "classifier_vs_scratch",
+        "finetune_vs_scratch",
+    }
+    assert "accuracy_ci_low" in flat and "mcnemar_p" in flat  # `dvc metrics show` has them
+    comparison = (project / "reports/comparison.md").read_text()
+    assert f"{images} test images: a 95% interval is up to ±" in comparison
+    low, high = (100 * b for b in bounds)
+    assert f"[{low:.1f}, {high:.1f}]" in comparison  # scratch's accuracy interval
+    assert "## Paired comparisons on the same" in comparison and "finetune − scratch" in comparison
     run([DVC, "plots", "show", "-o", "plots_out"], project, env)
     html = (project / "plots_out" / "index.html").read_text()
     assert "<script src=" not in html and "vegaEmbed" in html
@@ -118,7 +140,19 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(repro_project):
     assert by_name["classifier"].data.params["classifier.epochs"] == "2"
     history = client.get_metric_history(by_name["classifier"].info.run_id, "val_loss")
     assert [m.step for m in history] == [0, 1]
-    assert "scratch_accuracy" in by_name["evaluate"].data.metrics
+    evaluated = by_name["evaluate"].data.metrics
+    doc = json.loads((project / "reports/metrics.json").read_text())
+    assert evaluated["scratch_accuracy_ci_low"] == pytest.approx(doc["scratch"]["accuracy_ci_low"])
+    assert evaluated["finetune_vs_scratch_mcnemar_p"] == pytest.approx(
+        doc["pairs"]["finetune_vs_scratch"]["mcnemar_p"]
+    )
+    assert evaluated["test_images"] == doc["test_images"]
+    listed = client.list_artifacts(by_name["evaluate"].info.run_id, "predictions")
+    assert sorted(Path(a.path).name for a in listed) == [
+        "classifier.csv",
+        "finetune.csv",
+        "scratch.csv",
+    ]
     # each model stage logged a model that MLflow's pyfunc loads and predicts with
     models = client.search_logged_models([parent.info.experiment_id])
     assert {m.source_run_id for m in models} >= {
@@ -273,7 +307,7 @@ def test_catdog_compare_reads_the_executions_from_mlflow(repro_project):
     project, env = repro_project
     run([CATDOG, "compare", "--out", "report.md"], project, env)
     report = (project / "report.md").read_text()
-    assert "dvc repro" in report and "0.835" in report
+    assert "dvc repro" in report and "83.5%" in report
     rows = table_rows(report)
     assert all(any(model in row for row in rows) for model in ("classifier", "finetune", "scratch"))
     # the differing-params table agrees with what MLflow holds (tests earlier in this file

@@ -135,7 +135,7 @@ def prefect_runs(api_url: str, auth: str):
         flow_runs = client.read_flow_runs()
         artifacts = {
             str(run.id): {
-                a.key
+                a.key: a
                 for a in client.read_artifacts(
                     artifact_filter=ArtifactFilter(
                         flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])
@@ -238,7 +238,19 @@ def check_prefect(prefect_api: str, mlflow_runs: list) -> str:
         if stage in REGISTERED:
             assert f"catdog-{stage}-history" in artifacts[str(flow_run.id)]
         if stage == "evaluate":
-            assert {"catdog-test-metrics", "catdog-comparison"} <= artifacts[str(flow_run.id)]
+            published = artifacts[str(flow_run.id)]
+            assert {
+                "catdog-test-metrics",
+                "catdog-paired-comparisons",
+                "catdog-comparison",
+                "catdog-champion-decision",
+            } <= published.keys()
+            rows = published["catdog-test-metrics"].data
+            rows = json.loads(rows) if isinstance(rows, str) else rows
+            assert {"accuracy_ci_low", "accuracy_ci_high", "test_images"} <= rows[0].keys()
+            assert "95% interval" in published["catdog-comparison"].data
+            decision = published["catdog-champion-decision"].data
+            assert decision.startswith("# Champion: ") and "evaluate.champion_gate" in decision
     assert any("exp:scratch-2" in f.tags for f in stage_runs)
     stage_tags = [r.data.tags for r in mlflow_runs if "catdog.stage" in r.data.tags]
     recorded = {tags["prefect.flow_run_id"] for tags in stage_tags}
