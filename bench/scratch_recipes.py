@@ -11,6 +11,11 @@ the split is seeded by the pipeline, not by the recipe) and scratch. Then:
 * test accuracy of ``models/scratch.keras`` on the test split, through ``catdog predict``'s
   input path, with a 95% Wilson interval.
 
+Then the honest figures: the kept model is scored with ``catdog score`` on photos no choice was
+made with, ``select/`` (2,000 photos to choose with) and ``report/`` (2,000 photos to report with,
+once per recipe), of ``../shared/data/dogs-vs-cats-200px``, each with its 95% Wilson interval;
+each score is an MLflow evaluation run in the clone's store.
+
 Writes ``time_to_accuracy.csv`` (one row per epoch), ``summary.csv`` (one row per run) and
 ``time_to_accuracy.png`` into ``--out``; rows of earlier runs of other recipes or seeds are kept,
 so recipes can be run one at a time. A ``note`` written into ``summary.csv`` by hand (e.g. that a
@@ -22,6 +27,7 @@ run shared the CPU) is shown in the figure's legend.
         -S data.image_size=128 -S scratch.epochs=80
 
 ``--label`` names the rows of a variant (default: the recipe), so it is kept beside the preset's.
+``--score-only`` scores the models kept from earlier runs (``--work``/models) without training.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import argparse
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -40,6 +47,8 @@ sys.path.insert(0, str(REPO))
 
 PRESETS = {"book": "params-book.yaml", "best": "params-best.yaml"}
 PHOTOS = REPO.parent / "shared" / "data" / "dogs-vs-cats-2400" / "train"
+HELD_OUT = REPO.parent / "shared" / "data" / "dogs-vs-cats-200px"
+HELD_OUT_SETS = ("select", "report")
 BUDGET_S = 1800.0
 DONE = re.compile(r"scratch: done in ([0-9.]+) s")
 
@@ -77,9 +86,7 @@ def run_recipe(project: Path, recipe: str, label: str, seed: int, args: argparse
         *args.set,
     ]
     apply_params(project, REPO / PRESETS[recipe], overrides)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env.update(DVC_NO_ANALYTICS="1", TF_CPP_MIN_LOG_LEVEL="3", MLFLOW_DISABLE_TELEMETRY="true")
-    env.pop("MLFLOW_TRACKING_URI", None)  # the clone's own store
+    env = bench_env()
     log = args.out / f"{label}-seed{seed}.log"
     print(f"[{label} seed {seed}] dvc repro scratch (log: {log})", flush=True)
     start = time.perf_counter()
@@ -102,6 +109,10 @@ def run_recipe(project: Path, recipe: str, label: str, seed: int, args: argparse
     stage_s = [float(m.group(1)) for m in DONE.finditer(log.read_text())]
     if not stage_s:
         raise SystemExit(f"{log}: the scratch stage did not run (already up to date?)")
+    # the clone's next run overwrites models/scratch.keras: keep this one for scoring
+    kept = kept_model(args, label, seed)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(project / "models/scratch.keras", kept)
     return {"recipe": label, "seed": seed, "stage_s": stage_s[-1], "repro_s": round(elapsed, 1)}
 
 
@@ -149,6 +160,52 @@ def test_accuracy(project: Path) -> tuple[int, int]:
     return int((frame["label"].to_numpy() == test["label"].to_numpy()).sum()), len(test)
 
 
+def score_held_out(project: Path, model: Path, args: argparse.Namespace) -> dict:
+    """``catdog score`` of a kept model on select/ and report/: accuracy, interval and count."""
+    import pandas as pd
+
+    out: dict = {}
+    for name in HELD_OUT_SETS:
+        table = args.out / f"{model.stem}-{name}.csv"
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "catdog"),
+                "score",
+                str(args.held_out / name),
+                "--model",
+                str(model),
+                "--out",
+                str(table),
+            ],
+            cwd=project,
+            env=bench_env(),
+            check=True,
+        )
+        scored = pd.read_csv(table)
+        correct, total = int((scored["actual"] == scored["predicted"]).sum()), len(scored)
+        low, high = wilson(correct, total)
+        out |= {
+            f"{name}_accuracy": correct / total,
+            f"{name}_ci_low": low,
+            f"{name}_ci_high": high,
+            f"{name}_photos": total,
+        }
+        table.unlink()  # 2,000 rows a set: the figures above are what is kept
+    return out
+
+
+def bench_env() -> dict[str, str]:
+    """The pipeline's commands from this interpreter's environment, quiet, on the clone's store."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.update(DVC_NO_ANALYTICS="1", TF_CPP_MIN_LOG_LEVEL="3", MLFLOW_DISABLE_TELEMETRY="true")
+    env.pop("MLFLOW_TRACKING_URI", None)  # the clone's own store
+    return env
+
+
+def kept_model(args: argparse.Namespace, label: str, seed: int) -> Path:
+    return args.work / "models" / f"{label}-seed{seed}.keras"
+
+
 def others(frame, recipe: str, seed: int):
     """The rows of ``frame`` from other recipes or seeds (a rerun replaces its own)."""
     if frame.empty:
@@ -176,6 +233,13 @@ def plot(epochs, summary, path: Path) -> None:
             f"{names.get(recipe, recipe)}, seed {seed}: test {run.test_accuracy:.1%} "
             f"[{run.ci_low:.1%}, {run.ci_high:.1%}] in {run.stage_s:,.0f} s"
         )
+        if math.isfinite(
+            run.get("report_accuracy", math.nan)
+        ):  # scored on photos never chosen with
+            label += (
+                f"; report/ {run.report_accuracy:.1%} [{run.report_ci_low:.1%}, "
+                f"{run.report_ci_high:.1%}] of {int(run.report_photos):,}"
+            )
         if isinstance(run.get("note"), str):  # e.g. a run that shared the CPU
             label += f" ({run.note})"
         axes.plot(
@@ -202,6 +266,24 @@ def plot(epochs, summary, path: Path) -> None:
     figure.savefig(path)
 
 
+def score_kept(args: argparse.Namespace) -> None:
+    """Score each run of ``summary.csv`` whose model was kept, on select/ and report/."""
+    import pandas as pd
+
+    summary_csv = args.out / "summary.csv"
+    summary = pd.read_csv(summary_csv)
+    project = args.work / "project"
+    for index, row in summary.iterrows():
+        model = kept_model(args, row["recipe"], int(row["seed"]))
+        if model.is_file():
+            for key, value in score_held_out(project, model, args).items():
+                summary.loc[index, key] = value
+            print(f"[{row['recipe']} seed {row['seed']}] scored on select/ and report/", flush=True)
+    summary.to_csv(summary_csv, index=False)
+    epochs = pd.read_csv(args.out / "time_to_accuracy.csv")
+    plot(epochs, summary, args.out / "time_to_accuracy.png")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", choices=sorted(PRESETS), default="best")
@@ -212,7 +294,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-S", "--set", action="append", default=[], help="extra KEY=VALUE")
     parser.add_argument("--work", type=Path, default=Path("/tmp/catdog-scratch-recipes"))
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/scratch-recipes")
+    parser.add_argument("--held-out", type=Path, default=HELD_OUT, help="select/ and report/")
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the CSVs")
+    parser.add_argument(
+        "--score-only", action="store_true", help="score the kept models on select/ and report/"
+    )
     args = parser.parse_args(argv)
     import pandas as pd
 
@@ -224,6 +310,9 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.score_only:
+        score_kept(args)
+        return
     project = clone(args.work)
     epochs_csv, summary_csv = args.out / "time_to_accuracy.csv", args.out / "summary.csv"
     epochs = pd.read_csv(epochs_csv) if epochs_csv.is_file() else pd.DataFrame()
@@ -243,6 +332,7 @@ def main(argv: list[str] | None = None) -> None:
             arch=params.get("scratch.arch", "book"),
             image_size=params.get("data.image_size"),
             best_val_accuracy=max(r["val_accuracy"] for r in rows),
+            **score_held_out(project, kept_model(args, label, seed), args),
         )
         print(f"[{label} seed {seed}] {result}", flush=True)
         run_rows = pd.DataFrame(rows).assign(recipe=label, seed=seed)
