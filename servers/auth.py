@@ -116,7 +116,8 @@ def _prefect_refusal(api_url: str) -> str:
     headers = {"Authorization": f"Basic {base64.b64encode(secret.encode()).decode()}"}
     try:
         status = httpx.get(
-            f"{api_url.rstrip('/')}/admin/version", headers=headers if secret else {},
+            f"{api_url.rstrip('/')}/admin/version",
+            headers=headers if secret else {},
             timeout=TIMEOUT_S,
         ).status_code
     except httpx.HTTPError:
