@@ -250,3 +250,24 @@ def e2e_env(prefect_api: str, tmp_path: Path) -> dict[str, str]:
             "KERAS_HOME": str(tmp_path / "keras-home"),
         }
     )
+
+
+def tiny_image_model(path: Path, weight: float, centre: float = 0.5) -> Path:
+    """A 32 px model of brightness, saved at ``path``: raw RGB pixels in, sigmoid of (mean
+    brightness - ``centre``) times 3 ``weight`` out. On dark cats and bright dogs a positive
+    weight is always right, a negative one always wrong; ``centre`` 0.833 with a positive weight
+    calls a dog of level 210 a cat."""
+    import keras  # TensorFlow: only the tests that build a model pay for it
+
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(
+        1,
+        activation="sigmoid",
+        kernel_initializer=keras.initializers.Constant(weight),
+        bias_initializer=keras.initializers.Constant(-3 * centre * weight),  # 3 channels summed
+    )(x)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keras.Model(inputs, outputs).save(path)
+    return path

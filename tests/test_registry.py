@@ -18,29 +18,11 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from catdog.predict import predict_images
-from tests.conftest import write_image
+from tests.conftest import tiny_image_model, write_image
 from tracking.champion import ALIAS, CHAMPION_MODEL, choose_challenger, promote_champion
 from tracking.lineage import dvc_hash, lineage, parse_model_reference, render_lineage, run_lineage
 from tracking.models import load_model_reference, log_keras_model
 from tracking.registry import REGISTERED_NAMES
-
-
-def tiny_image_model(path: Path, weight: float, centre: float = 0.5) -> Path:
-    """Raw RGB pixels in, sigmoid out: (mean brightness - ``centre``) times 3 ``weight``. On the
-    photos of :func:`dark_cats_bright_dogs` a positive weight is always right, a negative one
-    wrong; ``centre`` 0.833 with a positive weight calls the darkest dog a cat (7 of 8 right)."""
-    inputs = keras.Input((32, 32, 3), name="image")
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(
-        1,
-        activation="sigmoid",
-        kernel_initializer=keras.initializers.Constant(weight),
-        bias_initializer=keras.initializers.Constant(-3 * centre * weight),  # 3 channels summed
-    )(x)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keras.Model(inputs, outputs).save(path)
-    return path
 
 
 @pytest.fixture

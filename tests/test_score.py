@@ -23,7 +23,7 @@ from catdog.score import find_photos, render_report, score_photos
 from catdog.sources import prepare_source
 from cli import commands
 from cli.main import main
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_image_model
 from tracking.lineage import dvc_hash
 from tracking.models import log_keras_model
 
@@ -45,23 +45,6 @@ SIX_OF_EIGHT = {
 }
 
 
-def brightness_model(path: Path, weight: float = 4.0) -> Path:
-    """Raw RGB pixels in, sigmoid of ``weight`` times (mean brightness of the 3 channels summed
-    - 1.5) out: bright photos are dogs, dark ones cats."""
-    inputs = keras.Input((32, 32, 3), name="image")
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(
-        1,
-        activation="sigmoid",
-        kernel_initializer=keras.initializers.Constant(weight),
-        bias_initializer=keras.initializers.Constant(-1.5 * weight),
-    )(x)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keras.Model(inputs, outputs).save(path)
-    return path
-
-
 def write_photos(folder: Path, levels: dict[str, int]) -> Path:
     for name, level in levels.items():
         path = folder / name
@@ -72,7 +55,7 @@ def write_photos(folder: Path, levels: dict[str, int]) -> Path:
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return brightness_model(tmp_path_factory.mktemp("model") / "bright.keras")
+    return tiny_image_model(tmp_path_factory.mktemp("model") / "bright.keras", 4.0)
 
 
 @pytest.fixture(scope="module")
@@ -387,7 +370,7 @@ def test_an_untrained_model_on_200_real_photos_reports_its_interval(tmp_path):
     for label in ("cat", "dog"):  # a folder of links: the photos are read in place
         for number in range(4000, 4100):
             (subset / f"{label}.{number}.jpg").symlink_to(REPORT_PHOTOS / f"{label}.{number}.jpg")
-    untrained = keras.saving.load_model(brightness_model(tmp_path / "m.keras", weight=0.5))
+    untrained = keras.saving.load_model(tiny_image_model(tmp_path / "m.keras", 0.5))
     result = score_folder(untrained, subset)
     first = render_report(result).splitlines()[0]
     number = r"\d{1,3}\.\d"
