@@ -23,6 +23,7 @@ __all__ = [
     "ParamsError",
     "TrainParams",
     "load_params",
+    "missing_keys",
     "parse_params",
     "read_params_file",
     "unknown_key",
@@ -341,6 +342,24 @@ def parse_params(
         return Params.model_validate(dict(raw))
     except ValidationError as error:
         raise ParamsError(_format_error(error, origin, origins or {})) from None
+
+
+def _leaves(mapping: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        keys += _leaves(value, f"{dotted}.") if isinstance(value, Mapping) else [dotted]
+    return keys
+
+
+def missing_keys(raw: Mapping[str, Any]) -> list[str]:
+    """The keys of the schema that ``raw`` (a params file's mapping) does not hold, dotted.
+
+    ``params.yaml`` must hold every key: ``dvc.yaml`` reads them from the file, and ``dvc.lock``
+    records what it read, so a key left to its default would be neither checked nor recorded.
+    """
+    present = set(_leaves(raw))
+    return [key for key in _leaves(Params().model_dump()) if key not in present]
 
 
 def read_params_file(path: Path, *, display: str | None = None) -> dict[str, Any]:

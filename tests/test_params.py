@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from catdog.params import Params, ParamsError, load_params
+from catdog.params import Params, ParamsError, load_params, missing_keys, read_params_file
 from workspace.params_file import apply_params, resolve_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,6 +89,29 @@ def test_a_preset_replaces_params_yaml(tmp_path):
     assert update.preset.endswith("params-book.yaml") and update.changed
     assert update.params.data.image_size == 180 and update.params.scratch.epochs == 7
     assert "# The book's recipe" in (tmp_path / "params.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty.yaml: holds no params; start from a copy of params.yaml"),
+        ("data: {image_size: 80}\n", "empty.yaml: missing data.source, data.synthetic.per_class"),
+    ],
+)
+def test_an_empty_or_partial_preset_is_refused_and_params_yaml_kept(tmp_path, text, message):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    before = (tmp_path / "params.yaml").read_bytes()
+    preset = tmp_path / "empty.yaml"
+    preset.write_text(text)
+    with pytest.raises(ParamsError) as error:
+        apply_params(tmp_path, preset)
+    assert str(error.value).startswith(f"{tmp_path}/{message}") and "\n" not in str(error.value)
+    assert (tmp_path / "params.yaml").read_bytes() == before
+
+
+def test_every_preset_holds_every_key():
+    for name in ("params.yaml", "params-book.yaml", "params-best.yaml"):
+        assert missing_keys(read_params_file(REPO / name)) == [], name
 
 
 def test_malformed_files(tmp_path):

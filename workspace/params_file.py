@@ -3,7 +3,8 @@
 ``catdog run --params FILE -S key=value`` makes ``params.yaml`` hold ``FILE`` with the overrides
 applied, written the way ``dvc exp run -S`` writes them (DVC's own Hydra-override code, which
 keeps the file's comments), so ``dvc.lock`` always records the params the run used. Everything is
-checked first: a bad key or value changes nothing and fails naming ``-S`` or the file.
+checked first: a bad key or value, or a file that lacks keys (an empty or partial preset), changes
+nothing and fails naming ``-S`` or the file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from catdog.errors import ParamsError
 from catdog.io import atomic_file
-from catdog.params import Params, parse_params, read_params_file, unknown_key
+from catdog.params import Params, missing_keys, parse_params, read_params_file, unknown_key
 
 __all__ = ["PARAMS_FILE", "ParamsUpdate", "apply_params", "resolve_params"]
 
@@ -75,8 +76,26 @@ def resolve_params(
         draft = Path(scratch) / PARAMS_FILE
         shutil.copyfile(source, draft)
         _apply_overrides(draft, overrides)
-        params = parse_params(read_params_file(draft, display=shown), origin=shown, origins=origins)
+        raw = read_params_file(draft, display=shown)
+        _require_every_key(raw, shown)
+        params = parse_params(raw, origin=shown, origins=origins)
         return params, draft.read_bytes()
+
+
+def _require_every_key(raw: dict, shown: str) -> None:
+    """Refuse an empty or partial params file before it replaces ``params.yaml``."""
+    what = "start from a copy of params.yaml and change what you need"
+    if not raw:
+        raise ParamsError(f"{shown}: holds no params; {what}")
+    missing = missing_keys(raw)
+    if missing:
+        listed = ", ".join(missing[:4]) + (
+            f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        )
+        raise ParamsError(
+            f"{shown}: missing {listed}; a params file holds every key (dvc.lock records each "
+            f"one a stage reads): {what}"
+        )
 
 
 def apply_params(
