@@ -230,8 +230,30 @@ def run_predict(
     return 0 if len(table) else 1
 
 
+def _check_predictions_out(out: Path | None, inputs: list[Path]) -> None:
+    """Stop before any work if ``--out`` cannot be written or would overwrite something else."""
+    from catdog.errors import CatdogError
+
+    if out is None:
+        return
+    target = out.resolve()
+    if not target.parent.is_dir():
+        raise CatdogError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+    if target.is_dir():
+        raise CatdogError(f"--out {out}: is a folder; give a file name, e.g. {out}/p.csv")
+    if any(target == path.resolve() for path in inputs) or (
+        target.exists() and target.suffix.lower() != ".csv"
+    ):
+        raise CatdogError(
+            f"--out {out}: would overwrite a file that is not a predictions CSV; give a new "
+            "file name ending in .csv"
+        )
+
+
 def predict(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog predict``: probability of dog for image files or folders."""
+    _check_threshold(args.threshold)
+    _check_predictions_out(args.out, args.paths)
     if args.model.startswith(("runs:/", "models:/")):
         _check_tracking_server(workspace)
     return run_predict(

@@ -75,3 +75,31 @@ def test_nothing_readable_exits_non_zero_and_bad_model_says_what_to_do(tmp_path,
     assert run_predict([broken], str(scratch_model), None, tmp_path, tmp_path) == 1
     with pytest.raises(ModelReferenceError, match="dvc repro"):
         run_predict([broken], "models/missing.keras", None, tmp_path, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--threshold", "5"], "--threshold 5: must lie strictly between 0 and 1"),
+        (["--out", "{tmp}/missing/p.csv"], "--out {tmp}/missing/p.csv: the folder {tmp}/missing"),
+        (["--out", "{tmp}/params.yaml"], "--out {tmp}/params.yaml: would overwrite a file"),
+        (["--out", "{tmp}/photo.jpg"], "--out {tmp}/photo.jpg: would overwrite a file"),
+        (["--out", "{tmp}"], "--out {tmp}: is a folder"),
+        (["--model", "{tmp}/notes.txt"], "--model {tmp}/notes.txt: not a Keras model file"),
+    ],
+)
+def test_bad_predict_arguments_are_one_line_and_write_nothing(
+    tmp_path, capsys, monkeypatch, arguments, message
+):
+    from cli.main import main
+
+    photo = write_image(tmp_path / "photo.jpg", seed=3)
+    (tmp_path / "params.yaml").write_text("kept: true\n")
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    monkeypatch.chdir(tmp_path)
+    argv = ["predict", str(photo), *(a.format(tmp=tmp_path) for a in arguments)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"catdog: error: {message.format(tmp=tmp_path)}")
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before

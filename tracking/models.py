@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -104,4 +105,12 @@ def load_model_reference(reference: str, workspace: Path, tracking_home: Path) -
             f"--model {reference}: no such file; run the pipeline (`dvc repro`) or give a "
             ".keras file or an MLflow runs:/ or models:/ URI"
         )
-    return images_model(keras.saving.load_model(path, safe_mode=True), workspace)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError) as error:
+        reason = str(error).split(". ")[0].splitlines()[0]
+        raise ModelReferenceError(
+            f"--model {reference}: not a Keras model file ({reason}); give a .keras file the "
+            "pipeline wrote (models/*.keras) or an MLflow runs:/ or models:/ URI"
+        ) from None
+    return images_model(model, workspace)
