@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 from catdog.errors import CatdogError
-from servers.health import is_healthy
+from servers.health import is_healthy, probe
 from workspace.paths import state_dir
 
 __all__ = [
@@ -148,10 +148,18 @@ def ensure_prefect_api(home: Path) -> str:
     Prefect reads its settings when it is imported.
 
     Raises:
-        PrefectServerError: The server did not start; the message names its log.
+        PrefectServerError: The server did not start (the message names its log), or the one
+            ``PREFECT_API_URL`` names does not answer.
     """
-    if os.environ.get("PREFECT_API_URL"):
-        return os.environ["PREFECT_API_URL"]
+    team = os.environ.get("PREFECT_API_URL", "")
+    if team:  # a team's server: it must answer now, not after minutes of Prefect's retries
+        reason = probe(f"{team.rstrip('/')}/health")
+        if reason:
+            raise PrefectServerError(
+                f"PREFECT_API_URL={team}: the Prefect server does not answer ({reason}); start "
+                "it (catdog serve) or unset PREFECT_API_URL to use the project's own server"
+            )
+        return team
     url = recorded_api_url(home)
     if url and is_healthy(f"{url}/health"):
         return url

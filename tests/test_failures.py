@@ -85,6 +85,27 @@ def test_a_bad_setting_fails_before_any_work_naming_it(project, env, setting, me
     assert fingerprint(project) == before  # params.yaml untouched, nothing made
 
 
+def test_an_unreachable_prefect_api_fails_before_any_work_in_one_line(project, env):
+    before = fingerprint(project)
+    dead = {**env, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    line = fails([CATDOG, "run", "-S", "scratch.epochs=3"], project, dead)
+    assert line.startswith(
+        "catdog: error: PREFECT_API_URL=http://127.0.0.1:9/api: the Prefect server does not answer"
+    )
+    assert fingerprint(project) == before  # params.yaml untouched, nothing made
+
+
+def test_an_empty_preset_fails_before_any_work_in_one_line(project, env, tmp_path):
+    before = fingerprint(project)
+    (tmp_path / "empty.yaml").write_text("")
+    line = fails([CATDOG, "run", "--params", str(tmp_path / "empty.yaml")], project, env)
+    assert line == (
+        f"catdog: error: {tmp_path / 'empty.yaml'}: holds no params; start from a copy of "
+        "params.yaml and change what you need"
+    )
+    assert fingerprint(project) == before
+
+
 def test_a_bad_value_in_params_yaml_names_the_file(project, env):
     text = (project / "params.yaml").read_text().replace("epochs: 2", "epochs: 0", 1)
     (project / "params.yaml").write_text(text)
