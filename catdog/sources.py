@@ -166,7 +166,25 @@ def resolve_source(data_source: str, root: Path) -> Path | None:
         raise SourceError(f"data.source: {data_source} does not exist; {_WHAT_TO_GIVE}")
     if not (source.is_dir() or source.suffix.lower() == ".zip"):
         raise _not_a_source(source)
+    if source.is_dir():
+        _check_links(source)
     return source
+
+
+def _check_links(folder: Path) -> None:
+    """Fail naming the first symbolic link under ``folder`` that leads nowhere or into a loop:
+    DVC hashes every file of the source, following links, and would stop on it mid-run."""
+    for parent, dirs, names in os.walk(folder):
+        for name in (*dirs, *names):
+            path = Path(parent, name)
+            if path.is_symlink():
+                try:
+                    path.stat()
+                except OSError as error:
+                    raise SourceError(
+                        f"data.source: {path} is a symbolic link that cannot be followed "
+                        f"({error.strerror}); remove it or point it at a file"
+                    ) from None
 
 
 def prepare_source(

@@ -22,7 +22,9 @@ from catdog.sources import (
     label_for,
     output_stems,
     prepare_source,
+    resolve_source,
 )
+from tests.conftest import write_image
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -690,3 +692,17 @@ def test_work_dir_must_be_empty(tmp_path, work):
     with pytest.raises(SourceError, match="must be empty"):
         prepare_source(write_zip(tmp_path / "p.zip", {"cats/a.jpg": jpeg()}), work)
     assert files_under(work) == {"old.jpg": b"old"}
+
+
+@pytest.mark.parametrize("target", ["self", "missing.jpg"])
+def test_a_link_that_cannot_be_followed_is_named_before_any_work(tmp_path, target):
+    source = tmp_path / "photos"
+    write_image(source / "cats" / "cat.1.jpg")
+    write_image(source / "dogs" / "dog.1.jpg")
+    link = source / "cats" / "self"
+    link.symlink_to(source / "cats" / target)  # a loop onto itself, or a dangling link
+    with pytest.raises(SourceError) as error:
+        resolve_source(str(source), tmp_path)
+    assert str(error.value).startswith(
+        f"data.source: {link} is a symbolic link that cannot be followed"
+    )
