@@ -99,7 +99,7 @@ def run_stage(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog stage NAME``: one stage; recorded in dvc.lock by DVC, or here when run by hand."""
     from catdog.errors import ParamsError
     from catdog.params import load_params
-    from workspace.params_file import PARAMS_FILE, apply_params
+    from workspace.params_file import PARAMS_FILE, apply_params, require_params_unchanged
 
     under_dvc = dvc_ancestor() is not None
     if under_dvc and (args.params or args.overrides):
@@ -115,6 +115,7 @@ def run_stage(args: argparse.Namespace, workspace: Path) -> int:
                 workspace, args.params, args.overrides, check=_check_inputs(workspace)
             )
             _say_params(update)
+        snapshot = (workspace / PARAMS_FILE).read_bytes()  # what the stage reads
         from prefect import tags
 
         from flows.stages import STAGE_FLOWS, trigger
@@ -126,12 +127,14 @@ def run_stage(args: argparse.Namespace, workspace: Path) -> int:
         stage_flow = with_task_runner(STAGE_FLOWS[args.name], args.dask_address)
         info = describe_execution(workspace, trigger(), run_owner(trigger()))
         with tags(*info.tags(), f"stage:{args.name}"):  # the UI filters one execution's runs
-            if under_dvc:
+            if under_dvc:  # a failed stage is not recorded by DVC
                 stage_flow(str(workspace), label=info.label)
+                require_params_unchanged(workspace, snapshot, args.name)
                 return 0
             record = DvcRecord(workspace)
             with record.locked():
                 stage_flow(str(workspace), label=info.label)
+                require_params_unchanged(workspace, snapshot, args.name)
                 record.commit(args.name)
     return 0
 

@@ -24,7 +24,7 @@ from tracking.runs import finish_execution, open_execution
 from workspace.dvc_state import DvcRecord
 from workspace.execution import describe_execution
 from workspace.lock import hold_workspace, run_owner
-from workspace.params_file import apply_params
+from workspace.params_file import PARAMS_FILE, apply_params, require_params_unchanged
 from workspace.paths import tracking_home
 
 __all__ = ["pipeline_flow"]
@@ -79,11 +79,13 @@ def _run_stale_stages(
 ) -> dict[str, str]:
     update = apply_params(workspace, Path(preset) if preset else None, overrides)
     params = update.params
+    snapshot = (workspace / PARAMS_FILE).read_bytes()  # what every stage of this run reads
     resolve_weights(params.features.weights, root=workspace)  # explicit weights: fail now
     info = describe_execution(workspace, TRIGGER, run_owner(TRIGGER))
     execution = None
     fates: dict[str, str] = {}
     for name in stage_table.STAGE_NAMES:
+        require_params_unchanged(workspace, snapshot, name)
         if not force and not record.is_stale(name):
             fates[name] = "up to date"
         elif not force and record.restore(name):
@@ -101,6 +103,7 @@ def _run_stale_stages(
                 )
             with tags(*info.tags(), f"stage:{name}"):  # the UI filters one execution's runs
                 STAGE_FLOWS[name](str(workspace), execution_key=execution.key, label=info.label)
+            require_params_unchanged(workspace, snapshot, name)  # dvc.lock records what ran
             record.commit(name)
             fates[name] = "ran"
         run_logger().info("%s: %s", name, fates[name])

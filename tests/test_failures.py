@@ -4,6 +4,7 @@ exit code 2 (130 for Ctrl-C), no traceback, and nothing changed that a re-run wo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -213,3 +214,30 @@ def test_ctrl_c_during_training_exits_130_in_one_line(project, env):
     )
     assert not (project / "models/scratch.keras").exists()
     assert _lock_stages(project) == ["ingest", "split"]
+
+
+def test_params_edited_while_a_stage_trains_are_not_recorded_as_what_ran(project, env):
+    process = subprocess.Popen(
+        [CATDOG, "run", "-S", "scratch.epochs=40"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 420
+    while not training_started(project / "mlflow.db", "scratch"):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.5)
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("epochs: 40", "epochs: 2"))  # an edit meanwhile
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 2, err[-3000:]
+    assert "Traceback" not in out + err
+    assert err.strip().splitlines()[-1] == (
+        "catdog: error: params.yaml changed while the run was using it: scratch is not recorded "
+        "in dvc.lock and nothing after it ran; run again to run with the new values"
+    )
+    assert "scratch" not in _lock_stages(project) and "evaluate" not in _lock_stages(project)
+    status = json.loads(run([str(bin_dir() / "dvc"), "status", "--json"], project, env).stdout)
+    assert "scratch" in status  # DVC sees the stage as not done for the values it now holds

@@ -19,7 +19,14 @@ from catdog.errors import ParamsError
 from catdog.io import atomic_file
 from catdog.params import Params, missing_keys, parse_params, read_params_file, unknown_key
 
-__all__ = ["PARAMS_FILE", "ParamsUpdate", "apply_params", "resolve_params"]
+__all__ = [
+    "PARAMS_FILE",
+    "ParamsChangedError",
+    "ParamsUpdate",
+    "apply_params",
+    "require_params_unchanged",
+    "resolve_params",
+]
 
 PARAMS_FILE = "params.yaml"
 
@@ -125,3 +132,26 @@ def apply_params(
             tmp.write_bytes(text)
     shown_preset = str(preset) if preset is not None else ""
     return ParamsUpdate(params, changed, shown_preset, tuple(overrides))
+
+
+class ParamsChangedError(ParamsError):
+    """``params.yaml`` changed while a run was using it."""
+
+
+def require_params_unchanged(workspace: Path, snapshot: bytes, stage: str) -> None:
+    """Stop a run whose ``params.yaml`` changed underneath it, before a stage is recorded or run.
+
+    A stage runs with the params it read when it started; ``dvc.lock`` records the file as it is
+    when the stage is committed. An edit in between would make the record lie, so the stage is
+    not recorded and the run stops.
+
+    Raises:
+        ParamsChangedError: The file differs from ``snapshot``.
+    """
+    target = workspace / PARAMS_FILE
+    now = target.read_bytes() if target.is_file() else b""
+    if now != snapshot:
+        raise ParamsChangedError(
+            f"{PARAMS_FILE} changed while the run was using it: {stage} is not recorded in "
+            "dvc.lock and nothing after it ran; run again to run with the new values"
+        )
