@@ -8,11 +8,15 @@ reference at fault and what to do, with exit code 2 (130 for Ctrl-C) and no trac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cli import arguments, commands
 
@@ -169,9 +173,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = (
+    "interrupted (Ctrl-C): the stage that was running is not recorded as done; run the same "
+    "command again to carry on from it"
+)
+#: How long after Ctrl-C the process may take to wind down before it exits regardless.
+INTERRUPT_GRACE_S = 30.0
+
+
 def _fail(message: str, code: int = 2) -> int:
     sys.stderr.write(f"catdog: error: {message}\n")
     return code
+
+
+@contextlib.contextmanager
+def _interrupt_ends_the_process() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and the process exits 130 within
+    :data:`INTERRUPT_GRACE_S` even if a library swallows it (a retry loop around a network or
+    database call can): nothing is recorded as done by then, outputs are written atomically,
+    and the next run marks the stage's MLflow runs KILLED."""
+
+    def give_up() -> None:
+        sys.stderr.write(f"catdog: error: {INTERRUPTED}\n")
+        sys.stderr.flush()
+        os._exit(130)
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        timer = threading.Timer(INTERRUPT_GRACE_S, give_up)
+        timer.daemon = True
+        timer.start()
+        signal.default_int_handler(signum, frame)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     drop_false_retracing_warnings()
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
-        return int(args.handler(args, find_workspace()))
+        with _interrupt_ends_the_process():
+            return int(args.handler(args, find_workspace()))
     except CatdogError as error:
         if debug:
             raise
@@ -195,11 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
-        return _fail(
-            "interrupted (Ctrl-C): the stage that was running is not recorded as done; run the "
-            "same command again to carry on from it",
-            130,
-        )
+        return _fail(INTERRUPTED, 130)
     except Exception as error:
         message = tracking_lost_message(error)
         if not message or debug:
