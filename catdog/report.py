@@ -5,15 +5,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import combinations
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from catdog.intervals import PROPORTIONS, SHOWN_AS_PERCENT, Pair, format_interval
+from catdog.intervals import (
+    PROPORTIONS,
+    SHOWN_AS_PERCENT,
+    Pair,
+    format_interval,
+    noise_sentence,
+    paired_comparison,
+)
 
 __all__ = [
     "BOOK_TEST_ACCURACY",
-    "comparison_table",
+    "compare_pairs",
+    "comparison_markdown",
+    "flat_metrics",
     "interval_table",
+    "pair_key",
+    "pair_metrics",
     "pairs_table",
     "to_markdown",
 ]
@@ -21,18 +35,6 @@ __all__ = [
 # Chapter 8's test accuracies on Kaggle's photos (2,000 training images at 180x180).
 BOOK_TEST_ACCURACY: dict[str, float] = {"scratch": 0.835, "classifier": 0.975, "finetune": 0.985}
 METRIC_NAMES: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-
-
-def comparison_table(
-    metrics: Mapping[str, Mapping[str, float]],
-    columns: Sequence[str] = METRIC_NAMES,
-) -> pd.DataFrame:
-    """One row per model with its test metrics and the book's test accuracy beside them."""
-    frame = pd.DataFrame.from_dict({m: dict(v) for m, v in metrics.items()}, orient="index")
-    frame = frame.reindex(columns=list(columns))
-    frame["book_accuracy"] = [BOOK_TEST_ACCURACY.get(m, math.nan) for m in frame.index]
-    frame.index.name = "model"
-    return frame
 
 
 def interval_table(
@@ -91,4 +93,82 @@ def to_markdown(frame: pd.DataFrame, digits: int = 3) -> str:
             floatfmt=f".{digits}f", missingval="n/a", disable_numparse=text_columns or False
         )
         + "\n"
+    )
+
+
+def compare_pairs(
+    probabilities: Mapping[str, np.ndarray], y_true: np.ndarray, threshold: float
+) -> list[Pair]:
+    """Every pair of models, in stage order, compared on the images each got right."""
+    right = {
+        name: (prob >= threshold).astype(int) == y_true for name, prob in probabilities.items()
+    }
+    return [paired_comparison(a, right[a], b, right[b]) for a, b in combinations(right, 2)]
+
+
+def pair_key(pair: Pair) -> str:
+    """``classifier_vs_finetune``: the pair's name in metrics.json and MLflow."""
+    return f"{pair.first}_vs_{pair.second}"
+
+
+def pair_metrics(pairs: Sequence[Pair]) -> dict[str, dict[str, float]]:
+    """The pairs as metrics.json holds them: numbers only, keyed by :func:`pair_key`."""
+    return {
+        pair_key(p): {k: v for k, v in p.as_dict().items() if not isinstance(v, str)} for p in pairs
+    }
+
+
+def flat_metrics(
+    results: Mapping[str, Mapping[str, float]], pairs: Sequence[Pair], images: int
+) -> dict[str, float]:
+    """Evaluate's MLflow metrics: ``scratch_accuracy``, ``scratch_accuracy_ci_low``...,
+    ``classifier_vs_scratch_accuracy_diff`` (with ``_ci_low``/``_ci_high``), ``..._mcnemar_p``
+    and ``test_images``: MLflow's compare view shows them side by side."""
+    out = {f"{m}_{k}": v for m, values in results.items() for k, v in values.items()}
+    for p in pairs:
+        key = pair_key(p)
+        out[f"{key}_accuracy_diff"] = p.difference
+        out[f"{key}_accuracy_diff_ci_low"] = p.ci_low
+        out[f"{key}_accuracy_diff_ci_high"] = p.ci_high
+        out[f"{key}_mcnemar_p"] = p.p_value
+    out["test_images"] = float(images)
+    return out
+
+
+def comparison_markdown(
+    results: Mapping[str, Mapping[str, float]],
+    pairs: Sequence[Pair],
+    weights: Mapping[str, Any],
+    images: int,
+    *,
+    resamples: int,
+    seed: int,
+) -> str:
+    """``reports/comparison.md``: each metric with its interval beside the book's figures, the
+    test set's noise in words, the paired comparisons, and untrained weights said.
+
+    Args:
+        results: Each model's metrics with their ``_ci_low``/``_ci_high`` bounds.
+        pairs: The models compared on the same images.
+        weights: The VGG16 weights the features were made with (``label``, ``pretrained``).
+        images: The number of test images.
+        resamples: The bootstrap's resamples, and ``seed`` its seed, as the intervals used.
+    """
+    untrained = (
+        "**Untrained VGG16 weights**: the classifier and finetune rows measure a random conv "
+        "base, not transfer learning; see features.weights.\n\n"
+    )
+    return (
+        f"# Test-set comparison ({images} images, VGG16 weights: {weights['label']})\n\n"
+        f"{noise_sentence(images, paired=True)}.\n\n"
+        + to_markdown(interval_table(results))
+        + "\n95% intervals: Wilson's for accuracy, precision and recall; a bootstrap of the test "
+        f"images within each class ({resamples:,} resamples, seed {seed}) for "
+        "F1, ROC AUC and log loss. book_accuracy: chapter 8's test accuracy on Kaggle's photos, "
+        "for reference.\n\n"
+        + (untrained if not weights["pretrained"] else "")
+        + f"## Paired comparisons on the same {images} images\n\n"
+        "The difference in accuracy comes from the images one model got right and the other "
+        "wrong; McNemar's exact test (two-sided) asks whether that split is more than luck, and "
+        "the interval is Newcombe's for paired proportions.\n\n" + to_markdown(pairs_table(pairs))
     )

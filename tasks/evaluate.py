@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +13,7 @@ from prefect import task
 from catdog import vocabulary as vocab
 from catdog.feature_store import load_features
 from catdog.images import make_dataset, read_images
-from catdog.intervals import Pair, metric_intervals, noise_sentence, paired_comparison
+from catdog.intervals import metric_intervals, noise_sentence
 from catdog.io import atomic_dir, remove_stale_staging, write_json, write_text
 from catdog.manifest import read_manifest, split_rows
 from catdog.metrics import calibration_curve, compute_metrics, confusion_matrix, roc_curve
@@ -26,7 +25,13 @@ from catdog.plots.evaluation import (
     plot_roc_curves,
 )
 from catdog.plots.grid import plot_image_grid
-from catdog.report import BOOK_TEST_ACCURACY, interval_table, pairs_table, to_markdown
+from catdog.report import (
+    BOOK_TEST_ACCURACY,
+    compare_pairs,
+    comparison_markdown,
+    flat_metrics,
+    pair_metrics,
+)
 from catdog.results import StageResult
 from tasks.common import TASK_OPTIONS, run_logger
 
@@ -117,76 +122,7 @@ def _score_one(
     return metrics, roc, calibration_curve(y_true, prob)
 
 
-def compare_pairs(
-    probabilities: dict[str, np.ndarray], y_true: np.ndarray, threshold: float
-) -> list[Pair]:
-    """Every pair of models, in stage order, compared on the images each got right."""
-    right = {
-        name: (prob >= threshold).astype(int) == y_true for name, prob in probabilities.items()
-    }
-    return [paired_comparison(a, right[a], b, right[b]) for a, b in combinations(right, 2)]
-
-
-def pair_key(pair: Pair) -> str:
-    """``classifier_vs_finetune``: the pair's name in metrics.json and MLflow."""
-    return f"{pair.first}_vs_{pair.second}"
-
-
-def pair_metrics(pairs: list[Pair]) -> dict[str, dict[str, float]]:
-    """The pairs as metrics.json holds them: numbers only, keyed by :func:`pair_key`."""
-    return {
-        pair_key(p): {k: v for k, v in p.as_dict().items() if not isinstance(v, str)} for p in pairs
-    }
-
-
-def flat_metrics(
-    results: dict[str, dict[str, float]], pairs: list[Pair], images: int
-) -> dict[str, float]:
-    """Evaluate's MLflow metrics: ``scratch_accuracy``, ``scratch_accuracy_ci_low``...,
-    ``classifier_vs_scratch_accuracy_diff`` (with ``_ci_low``/``_ci_high``), ``..._mcnemar_p``
-    and ``test_images``: MLflow's compare view shows them side by side."""
-    out = {f"{m}_{k}": v for m, values in results.items() for k, v in values.items()}
-    for p in pairs:
-        key = pair_key(p)
-        out[f"{key}_accuracy_diff"] = p.difference
-        out[f"{key}_accuracy_diff_ci_low"] = p.ci_low
-        out[f"{key}_accuracy_diff_ci_high"] = p.ci_high
-        out[f"{key}_mcnemar_p"] = p.p_value
-    out["test_images"] = float(images)
-    return out
-
-
-def comparison_markdown(
-    results: dict[str, dict[str, float]],
-    pairs: list[Pair],
-    weights: dict,
-    params: Params,
-    images: int,
-) -> str:
-    """``reports/comparison.md``: each metric with its interval beside the book's figures, the
-    test set's noise in words, the paired comparisons, and untrained weights said."""
-    evaluate = params.evaluate
-    untrained = (
-        "**Untrained VGG16 weights**: the classifier and finetune rows measure a random conv "
-        "base, not transfer learning; see features.weights.\n\n"
-    )
-    return (
-        f"# Test-set comparison ({images} images, VGG16 weights: {weights['label']})\n\n"
-        f"{noise_sentence(images, paired=True)}.\n\n"
-        + to_markdown(interval_table(results))
-        + "\n95% intervals: Wilson's for accuracy, precision and recall; a bootstrap of the test "
-        f"images within each class ({evaluate.bootstrap:,} resamples, seed {evaluate.seed}) for "
-        "F1, ROC AUC and log loss. book_accuracy: chapter 8's test accuracy on Kaggle's photos, "
-        "for reference.\n\n"
-        + (untrained if not weights["pretrained"] else "")
-        + f"## Paired comparisons on the same {images} images\n\n"
-        "The difference in accuracy comes from the images one model got right and the other "
-        "wrong; McNemar's exact test (two-sided) asks whether that split is more than luck, and "
-        "the interval is Newcombe's for paired proportions.\n\n" + to_markdown(pairs_table(pairs))
-    )
-
-
-def _write_figures(
+def _score_models(
     probabilities: dict[str, np.ndarray],
     test: pd.DataFrame,
     y_true: np.ndarray,
@@ -226,7 +162,7 @@ def evaluate(params: Params, root: Path) -> StageResult:
     y_true = (test["label"] == "dog").to_numpy().astype(int)
     images = len(y_true)
     weights = json.loads((root / vocab.FEATURES_META).read_text())["weights"]
-    results = _write_figures(probabilities, test, y_true, params, root)
+    results = _score_models(probabilities, test, y_true, params, root)
     pairs = compare_pairs(probabilities, y_true, params.evaluate.threshold)
     metrics_doc = {
         **results,
@@ -236,9 +172,9 @@ def evaluate(params: Params, root: Path) -> StageResult:
         "pairs": pair_metrics(pairs),
     }
     metrics_path = write_json(root / vocab.METRICS, metrics_doc)
-    comparison = write_text(
-        root / vocab.COMPARISON, comparison_markdown(results, pairs, weights, params, images)
-    )
+    bootstrap = {"resamples": params.evaluate.bootstrap, "seed": params.evaluate.seed}
+    markdown = comparison_markdown(results, pairs, weights, images, **bootstrap)
+    comparison = write_text(root / vocab.COMPARISON, markdown)
     logger = run_logger()
     for name, values in results.items():
         logger.info(
