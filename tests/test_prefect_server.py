@@ -14,7 +14,13 @@ import httpx
 import psutil
 import pytest
 
-from servers.prefect import ensure_prefect_api, prefect_home, recorded_api_url, stop_prefect_server
+from servers.prefect import (
+    PrefectServerError,
+    ensure_prefect_api,
+    prefect_home,
+    recorded_api_url,
+    stop_prefect_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -64,8 +70,20 @@ def home(tmp_path, monkeypatch):
 
 
 def test_a_team_server_in_prefect_api_url_is_used_and_nothing_started(home, monkeypatch):
+    import servers.prefect
+
+    probed = []
+    monkeypatch.setattr(servers.prefect, "probe", lambda url: probed.append(url) or "")
     monkeypatch.setenv("PREFECT_API_URL", "http://team.example:4200/api")
     assert ensure_prefect_api(home) == "http://team.example:4200/api"
+    assert probed == ["http://team.example:4200/api/health"]  # it must answer, now
+    assert not (prefect_home(home) / "server.pid").exists()
+
+
+def test_a_team_server_that_does_not_answer_is_one_error_and_nothing_started(home, monkeypatch):
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    with pytest.raises(PrefectServerError, match="the Prefect server does not answer"):
+        ensure_prefect_api(home)
     assert not (prefect_home(home) / "server.pid").exists()
 
 
