@@ -217,6 +217,7 @@ def test_ctrl_c_during_training_exits_130_in_one_line(project, env):
 
 
 def test_params_edited_while_a_stage_trains_are_not_recorded_as_what_ran(project, env):
+    run([CATDOG, "stage", "ingest"], project, env)  # the MLflow store exists before it is polled
     process = subprocess.Popen(
         [CATDOG, "run", "-S", "scratch.epochs=40"],
         cwd=project,

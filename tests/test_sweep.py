@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -38,7 +39,16 @@ def test_a_queued_sweep_is_ranked_by_catdog_compare(tmp_path: Path, e2e_env: dic
     for name, epochs in SWEEP.items():
         queue = [DVC, "exp", "run", "--queue", "-n", name, "-S", f"scratch.epochs={epochs}"]
         run(queue, project, e2e_env)
-    run([DVC, "queue", "start"], project, e2e_env)
+    # the worker it starts outlives it and would hold captured pipes open: no capture
+    subprocess.run(
+        [DVC, "queue", "start"],
+        cwd=project,
+        env=e2e_env,
+        check=True,
+        timeout=120,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     status = wait_for_queue(project, e2e_env)
     for name in SWEEP:
         finished = [line for line in status.splitlines() if name in line]
