@@ -45,20 +45,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from catdog.intervals import wilson_interval  # noqa: E402  (the repository on the path first)
+
 PRESETS = {"book": "params-book.yaml", "best": "params-best.yaml"}
 PHOTOS = REPO.parent / "shared" / "data" / "dogs-vs-cats-2400" / "train"
 HELD_OUT = REPO.parent / "shared" / "data" / "dogs-vs-cats-200px"
 HELD_OUT_SETS = ("select", "report")
 BUDGET_S = 1800.0
 DONE = re.compile(r"scratch: done in ([0-9.]+) s")
-
-
-def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return centre - half, centre + half
 
 
 def clone(work: Path) -> Path:
@@ -183,7 +177,7 @@ def score_held_out(project: Path, model: Path, args: argparse.Namespace) -> dict
         )
         scored = pd.read_csv(table)
         correct, total = int((scored["actual"] == scored["predicted"]).sum()), len(scored)
-        low, high = wilson(correct, total)
+        low, high = wilson_interval(correct, total)
         out |= {
             f"{name}_accuracy": correct / total,
             f"{name}_ci_low": low,
@@ -322,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         result = run_recipe(project, args.recipe, label, seed, args)
         rows, params = epochs_from_mlflow(project)
         correct, total = test_accuracy(project)
-        low, high = wilson(correct, total)
+        low, high = wilson_interval(correct, total)
         result.update(
             test_accuracy=correct / total,
             ci_low=low,
