@@ -25,7 +25,13 @@ from PIL import Image, UnidentifiedImageError
 
 from catdog.errors import IngestError
 from catdog.sources import PreparedSource, label_files, label_for, output_stems
-from catdog.vocabulary import IMAGE_SUFFIXES, LABELS, OS_DEBRIS, OS_DEBRIS_FOLDERS
+from catdog.vocabulary import (
+    FAILED_INGEST_SUMMARY,
+    IMAGE_SUFFIXES,
+    LABELS,
+    OS_DEBRIS,
+    OS_DEBRIS_FOLDERS,
+)
 
 __all__ = [
     "DecodedImage",
@@ -251,7 +257,7 @@ def ingest_source(
         details = ", ".join(f"{label}: {n}" for label, n in short.items())
         raise IngestError(
             f"too few usable images ({details}; ingest.min_per_class={min_per_class}; layout "
-            f"{prepared.layout}): reports/ingest.md lists what was rejected and why; point "
+            f"{prepared.layout}): {FAILED_INGEST_SUMMARY} lists what was rejected and why; point "
             "data.source at a folder or zip of cat.N.jpg / dog.N.jpg files or of cats/ and "
             "dogs/ folders",
             report,

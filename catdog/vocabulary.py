@@ -23,6 +23,9 @@ OS_DEBRIS_FOLDERS = frozenset({"__macosx"})
 RAW_DIR = "data/raw"
 INGEST_REPORT = "reports/ingest.json"
 INGEST_SUMMARY = "reports/ingest.md"
+#: A failed ingest's report: beside catdog's state, so the last good ingest's tracked report stays.
+FAILED_INGEST_REPORT = ".catdog/ingest-failed.json"
+FAILED_INGEST_SUMMARY = ".catdog/ingest-failed.md"
 MANIFEST = "data/split/manifest.csv"
 AUGMENTED_DIR = "data/augmented"
 VIEWS_ARRAY = "views.npy"  # in AUGMENTED_DIR: every augmented view, uint8

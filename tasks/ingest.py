@@ -37,13 +37,23 @@ def _prepare(params: Params, root: Path, work_dir: Path) -> PreparedSource:
 
 
 def _write_reports(
-    report: IngestReport, params: Params, prepared: PreparedSource, root: Path
+    report: IngestReport,
+    params: Params,
+    prepared: PreparedSource,
+    root: Path,
+    *,
+    failed: bool = False,
 ) -> None:
     data = report.to_json()
     data["source"] = params.data.source
     data["layout"] = prepared.layout
-    write_json(root / vocab.INGEST_REPORT, data)
-    write_text(root / vocab.INGEST_SUMMARY, issues_markdown(data))
+    json_path, summary_path = (
+        (vocab.FAILED_INGEST_REPORT, vocab.FAILED_INGEST_SUMMARY)
+        if failed
+        else (vocab.INGEST_REPORT, vocab.INGEST_SUMMARY)
+    )
+    write_json(root / json_path, data)
+    write_text(root / summary_path, issues_markdown(data))
 
 
 @task(name="ingest", **TASK_OPTIONS)
@@ -70,8 +80,10 @@ def ingest(params: Params, root: Path) -> StageResult:
                     progress=progress_logger("ingest: checking images"),
                 )
             except IngestError as error:
-                if error.report is not None:  # the report of this source, not the last one's
-                    _write_reports(error.report, params, prepared, root)
+                # The tracked report stays the last good ingest's (what dvc.lock records); this
+                # source's report goes beside catdog's state, where the error line points.
+                if error.report is not None:
+                    _write_reports(error.report, params, prepared, root, failed=True)
                 raise IngestError(f"data.source={params.data.source}: {error}") from None
             _write_reports(report, params, prepared, root)
     finally:
