@@ -178,17 +178,24 @@ def chromium(**context: object) -> Iterator[object]:
 
 
 def training_started(store: Path, stage: str) -> bool:
-    """True once the stage's MLflow run in the SQLite ``store`` has logged an epoch."""
+    """True once the stage's MLflow run in the SQLite ``store`` has logged an epoch.
+
+    It reads the store with SQL, read-only: an MLflow client would migrate a store the run is
+    still creating, and the two migrations collide.
+    """
+    import sqlite3
+
     if not store.exists():
         return False
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{store}")
-    experiment = client.get_experiment_by_name("catdog")
-    if experiment is None:
+    query = (
+        "SELECT 1 FROM metrics m JOIN tags t ON m.run_uuid = t.run_uuid "
+        "WHERE t.key = 'catdog.stage' AND t.value = ? AND m.key = 'loss' LIMIT 1"
+    )
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+            return db.execute(query, (stage,)).fetchone() is not None
+    except sqlite3.OperationalError:  # tables not made yet, or the store busy
         return False
-    runs = client.search_runs([experiment.experiment_id], f"tags.`catdog.stage` = '{stage}'")
-    return any(client.get_metric_history(r.info.run_id, "loss") for r in runs)
 
 
 def make_project_copy(

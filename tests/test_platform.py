@@ -408,12 +408,41 @@ def check_served_champion(project: Path, env, port: int, out: Path) -> None:
     assert (answers["error"] == "").all()
 
 
+def secret_forms() -> list[bytes]:
+    """The secrets as a file or a terminal could hold them: plain, as HTTP sends them (basic
+    auth's base64 of ``user:password``, Prefect's of its auth string), base64'd alone, and
+    URL-quoted (as in a URI with credentials)."""
+    from urllib.parse import quote
+
+    forms = [PASSWORD, AUTH, f"admin:{PASSWORD}"]
+    encoded = [base64.b64encode(form.encode()) for form in forms]
+    quoted = [quote(form, safe="").encode() for form in (PASSWORD, AUTH)]
+    return [form.encode() for form in forms] + encoded + quoted
+
+
+def holds_a_secret(data: bytes) -> bytes | None:
+    return next((form for form in secret_forms() if form in data), None)
+
+
 def no_file_holds_a_secret(*folders: Path) -> None:
     for folder in folders:
         for path in folder.rglob("*"):
             if path.is_file() and not path.is_symlink():
-                data = path.read_bytes()
-                assert PASSWORD.encode() not in data and AUTH.encode() not in data, path
+                assert holds_a_secret(path.read_bytes()) is None, path
+
+
+def a_home_of_its_own(home: Path) -> dict[str, str]:
+    """HOME for the clients, so what they keep there (Prefect's home, a team client's
+    ``~/.prefect``; DVC's and matplotlib's caches) can be searched; git's identity carried."""
+    home.mkdir(parents=True)
+    identity = {}
+    for key in ("user.name", "user.email"):
+        found = subprocess.run(["git", "config", "--global", key], capture_output=True, text=True)
+        identity[key] = found.stdout.strip() or "catdog test"
+    (home / ".gitconfig").write_text(
+        f"[user]\n\tname = {identity['user.name']}\n\temail = {identity['user.email']}\n"
+    )
+    return {"HOME": str(home)}
 
 
 def test_servers_behind_credentials_three_executions_uis_registry_and_champion(
@@ -421,7 +450,8 @@ def test_servers_behind_credentials_three_executions_uis_registry_and_champion(
 ):
     project = make_project_copy(tmp_path / "catdog")
     mlflow_port, prefect_port, model_port = free_port(), free_port(), free_port()
-    env = project_env({"KERAS_HOME": str(tmp_path / "keras")})
+    home = tmp_path / "home"
+    env = project_env({"KERAS_HOME": str(tmp_path / "keras"), **a_home_of_its_own(home)})
     for name in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME", *CREDENTIALS):
         env.pop(name, None)
     server, banner = start_catdog_serve(
@@ -438,6 +468,7 @@ def test_servers_behind_credentials_three_executions_uis_registry_and_champion(
         client_env = dict(env, MLFLOW_TRACKING_URI=mlflow_url, PREFECT_API_URL=prefect_api)
         wrong = {**client_env, **CREDENTIALS, "MLFLOW_TRACKING_PASSWORD": "wrong"}
         refused = run([str(bin_dir() / "catdog"), "stage", "ingest"], project, wrong, check=False)
+        terminal = [banner, refused.stdout, refused.stderr]
         assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
             f"catdog: error: MLflow tracking server {mlflow_url} refused the credentials in "
             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the team's admin has them), "
@@ -459,7 +490,9 @@ def test_servers_behind_credentials_three_executions_uis_registry_and_champion(
         for result in outputs:  # a quiet terminal: no library warning the project can prevent
             text = result.stdout + result.stderr
             assert "UserWarning" not in text and "retracing" not in text
-        no_file_holds_a_secret(project)  # while the servers run, too
+            terminal.append(text)
+        no_file_holds_a_secret(project, home)  # while the servers run, too
+        assert (home / ".prefect").is_dir()  # a team client's Prefect home, searched above
 
         from mlflow.tracking import MlflowClient
 
@@ -481,4 +514,7 @@ def test_servers_behind_credentials_three_executions_uis_registry_and_champion(
     assert code == 0
     for port in (mlflow_port, prefect_port, model_port):
         assert port_closed(port), f"port {port} still open"
-    no_file_holds_a_secret(project, tmp_path / "keras")
+    no_file_holds_a_secret(project, tmp_path / "keras", home)
+    terminal += [server.stdout.read(), server.stderr.read()]
+    for text in terminal:  # what every command printed, the servers' too
+        assert holds_a_secret(text.encode()) is None, text[-3000:]
