@@ -11,6 +11,7 @@ __all__ = [
     "ParamsError",
     "SourceError",
     "SplitError",
+    "StorageError",
     "WeightsUnavailableError",
 ]
 
@@ -49,3 +50,7 @@ class ModelReferenceError(CatdogError, ValueError):
 
 class WeightsUnavailableError(CatdogError, RuntimeError):
     """An explicit weights request (``imagenet`` or a path) cannot be met."""
+
+
+class StorageError(CatdogError, OSError):
+    """The disk refused the work: full, read-only, no permission, a link loop."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workspace.execution import require_git_checkout
 from workspace.lock import dvc_ancestor, hold_workspace
 from workspace.paths import tracking_home
 
@@ -107,6 +108,8 @@ def run_stage(args: argparse.Namespace, workspace: Path) -> int:
             "--params / -S: under DVC a stage's params are params.yaml, as dvc.lock records "
             "them; change them with `dvc exp run -S KEY=VALUE` instead"
         )
+    if not under_dvc:
+        require_git_checkout(workspace)
     with hold_workspace(workspace, f"catdog stage {args.name}"):
         if under_dvc:  # dvc.lock records params.yaml as it is
             _check_inputs(workspace)(load_params(workspace / PARAMS_FILE, display=PARAMS_FILE))
@@ -144,6 +147,7 @@ def run_pipeline(args: argparse.Namespace, workspace: Path) -> int:
     from workspace.params_file import apply_params
 
     started = time.perf_counter()
+    require_git_checkout(workspace)
     with hold_workspace(workspace, "catdog run"):
         update = apply_params(
             workspace, args.params, args.overrides, check=_check_inputs(workspace)

@@ -186,6 +186,19 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+def _fatal(message: str, *, exit_now: bool) -> int:
+    """The line for a server that died mid-run or a disk that refused the work; as the command,
+    then a prompt exit: Prefect's log and event workers would otherwise spend the exit retrying
+    a dead server, in tracebacks after the line, and a library's finalizers may crash on a full
+    disk."""
+    code = _fail(message)
+    if exit_now:
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
 @contextlib.contextmanager
 def _interrupt_ends_the_process() -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt as usual, and the process exits 130 within
@@ -219,12 +232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    from catdog.errors import CatdogError
-    from cli.terminal import drop_false_retracing_warnings
-    from servers.health import tracking_lost_message
+    from catdog.errors import CatdogError, StorageError
+    from cli.terminal import drop_false_retracing_warnings, quiet_tensorflow_import
+    from servers.health import apply_http_defaults, server_lost_message
     from workspace.paths import find_workspace
+    from workspace.storage import storage_fault_message
+
+    apply_http_defaults()  # before Prefect reads its settings
 
     drop_false_retracing_warnings()
+    quiet_tensorflow_import()
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
         with _interrupt_ends_the_process():
@@ -232,16 +249,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CatdogError as error:
         if debug:
             raise
+        if isinstance(error, StorageError):
+            return _fatal(str(error), exit_now=argv is None)
         return _fail(str(error))
     except KeyboardInterrupt:
         if debug:
             raise
         return _fail(INTERRUPTED, 130)
     except Exception as error:
-        message = tracking_lost_message(error)
+        message = server_lost_message(error) or storage_fault_message(error)
         if not message or debug:
             raise
-        return _fail(message)
+        return _fatal(message, exit_now=argv is None)
 
 
 if __name__ == "__main__":

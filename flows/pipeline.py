@@ -45,6 +45,7 @@ def _flow_run_name() -> str:
     flow_run_name=_flow_run_name,
     log_prints=True,
     validate_parameters=False,
+    persist_result=False,  # DVC keeps the outputs; Prefect's copy would be a second store
     task_runner=local_task_runner(),  # a Dask cluster instead: servers.dask
 )
 def pipeline_flow(

@@ -29,13 +29,14 @@ from prefect.artifacts import (
 )
 
 from catdog import stage_table
-from catdog.errors import CatdogError
+from catdog.errors import CatdogError, StorageError
 from catdog.intervals import noise_sentence
 from catdog.manifest import read_manifest, split_rows
 from catdog.params import EvaluateParams, Params, load_params
 from catdog.results import StageResult
 from catdog.vocabulary import COMPARISON, MANIFEST, METRICS, PREDICTIONS_DIR
 from servers.dask import local_task_runner
+from servers.health import prefect_watch
 from tasks.common import TASK_OPTIONS, run_logger
 from tracking.champion import promote_champion
 from tracking.lineage import manifest_dataset, record_lineage
@@ -54,6 +55,7 @@ from workspace.execution import describe_execution
 from workspace.lock import run_owner
 from workspace.params_file import PARAMS_FILE
 from workspace.paths import tracking_home
+from workspace.storage import storage_fault_message
 
 __all__ = ["STAGE_FLOWS", "StageRun", "current_flow_run_id", "lineage_params_values", "trigger"]
 
@@ -93,8 +95,15 @@ class StageRun:
     result: StageResult | None = None  # once recorded
 
     def epoch_logger(self) -> Callable[[int, Mapping[str, float]], None]:
-        """Per-epoch metrics to the stage's MLflow run."""
-        return epoch_logger(self.run.info.run_id)
+        """Per-epoch metrics to the stage's MLflow run; training stops if the Prefect server that
+        would record it has gone."""
+        log, prefect_alive = epoch_logger(self.run.info.run_id), prefect_watch()
+
+        def each_epoch(epoch: int, logs: Mapping[str, float]) -> None:
+            log(epoch, logs)
+            prefect_alive()
+
+        return each_epoch
 
     def record(self, result: StageResult) -> StageResult:
         """Log what the stage made to its MLflow run (lineage, params, metrics, artifacts) and
@@ -190,6 +199,12 @@ def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
                 except CatdogError as error:  # the flow run's logs say what to do, in one line
                     run_logger().error("catdog: error: %s", error)
                     raise
+                except OSError as error:  # a full or read-only disk is the user's to fix too
+                    message = storage_fault_message(error)
+                    if not message:
+                        raise
+                    run_logger().error("catdog: error: %s", message)
+                    raise StorageError(message) from error
             summary = stage.result.summary if stage.result else ""
             elapsed = time.perf_counter() - started
             run_logger().info("%s: done in %.1f s%s", name, elapsed, f": {summary}" * bool(summary))
@@ -212,6 +227,7 @@ def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
             flow_run_name=flow_run_name,
             log_prints=True,
             validate_parameters=False,
+            persist_result=False,  # DVC keeps the outputs; Prefect's copy would be a second store
             task_runner=local_task_runner(),  # a Dask cluster instead: servers.dask
         )(run)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,12 +24,16 @@ from workspace.paths import local_tracking_uri
 __all__ = [
     "FALLBACK_VARIABLE",
     "HTTP_DEFAULTS",
+    "PrefectServerLost",
     "TrackingServerError",
     "apply_http_defaults",
     "is_healthy",
+    "prefect_lost_message",
+    "prefect_watch",
     "probe",
     "probe_tracking_server",
     "require_tracking_server",
+    "server_lost_message",
     "tracking_lost_message",
     "tracking_server_gone",
 ]
@@ -37,13 +43,18 @@ FALLBACK_VARIABLE = "CATDOG_TRACKING_FALLBACK"
 # MLflow's defaults (7 retries, back-off factor 2, 120 s timeout) keep a stage waiting for
 # minutes on a dead server. These bound one call to about 10 s of retries (urllib3 waits
 # 0, 2, 4 s plus up to 1 s of jitter each) while riding out a short hiccup. Anything set wins.
+# Prefect's client retries each call 5 times, waiting 2, 4, 8, 16 and 32 s: a run whose Prefect
+# server died spent about 5 minutes in a series of such calls. Two retries (2 and 4 s plus
+# jitter) ride out a restart of the server and bound each call to about 10 s.
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",  # seconds without a byte, not a whole upload
+    "PREFECT_CLIENT_MAX_RETRIES": "2",
 }
 
 PROBE_TIMEOUT_S = 5.0
+PREFECT_WATCH_EVERY_S = 10.0
 
 
 class TrackingServerError(CatdogError, RuntimeError):
@@ -145,6 +156,77 @@ def _chain(error: BaseException) -> list[BaseException]:
         seen.append(current)
         current = current.__cause__ or current.__context__
     return seen
+
+
+def _transport_failure(error: BaseException) -> BaseException | None:
+    """The connection failure (refused, reset, timed out) in ``error``'s chain, if any."""
+    return next(
+        (
+            e
+            for e in _chain(error)
+            if isinstance(e, (httpx.TransportError, ConnectionError, TimeoutError))
+        ),
+        None,
+    )
+
+
+class PrefectServerLost(CatdogError, RuntimeError):
+    """The Prefect server the run reports to stopped answering while a stage worked."""
+
+
+def _prefect_gone_reason(api: str) -> str:
+    """Why the Prefect API at ``api`` does not answer ('' when it does)."""
+    reason = probe(f"{api.rstrip('/')}/health", 2.0)
+    return "connection refused" if "refused" in reason.lower() else reason
+
+
+def _prefect_lost_line(api: str, reason: str) -> str:
+    return (
+        f"PREFECT_API_URL={api}: the Prefect server stopped answering during the run "
+        f"({reason}); the stage that was running is not recorded as done. Start the server "
+        "again (`catdog serve`, or let `catdog run` start the project's own) and run the same "
+        "command again."
+    )
+
+
+def prefect_lost_message(error: BaseException) -> str:
+    """One line for a run that failed because the Prefect server went away ('' otherwise)."""
+    api = os.environ.get("PREFECT_API_URL", "")
+    if not api or _transport_failure(error) is None:
+        return ""
+    reason = _prefect_gone_reason(api)
+    return _prefect_lost_line(api, reason) if reason else ""  # answering: something else failed
+
+
+def prefect_watch(every_s: float = PREFECT_WATCH_EVERY_S) -> Callable[[], None]:
+    """A check to call as long work goes on (each epoch): it raises :class:`PrefectServerLost`
+    once the run's Prefect server has stopped answering.
+
+    A task's body needs no server, so without it training would go on for its whole length after
+    the server died, for a result nothing could record. It asks at most every ``every_s``
+    seconds, and a server must miss two asks 5 s apart (a restart takes less); without
+    ``PREFECT_API_URL`` it checks nothing.
+    """
+    api = os.environ.get("PREFECT_API_URL", "")
+    last = time.monotonic()
+
+    def check() -> None:
+        nonlocal last
+        if not api or time.monotonic() - last < every_s:
+            return
+        last = time.monotonic()
+        if _prefect_gone_reason(api):
+            time.sleep(5.0)
+            reason = _prefect_gone_reason(api)
+            if reason:
+                raise PrefectServerLost(_prefect_lost_line(api, reason))
+
+    return check
+
+
+def server_lost_message(error: BaseException) -> str:
+    """One line for a run that failed because MLflow's or Prefect's server went away."""
+    return tracking_lost_message(error) or prefect_lost_message(error)
 
 
 def tracking_lost_message(error: BaseException) -> str:

@@ -4,7 +4,8 @@ Both run as child processes with their logs in ``.catdog/``: MLflow on the proje
 its artifacts served through the server (``mlflow-artifacts:``), Prefect under the project's
 Prefect home (its UI told its own address, whatever the port). The command waits until both answer
 their health checks, prints their URLs and the variables that point the pipeline at them, and
-stops both on Ctrl-C or when either one dies.
+stops both on Ctrl-C. A server that dies is named with why and restarted; the other keeps
+serving meanwhile.
 
 On loopback both are open, as on a laptop. On any other host, or with ``--auth``, both require
 credentials (:mod:`servers.auth`): MLflow's ``basic-auth`` app and Prefect's API auth string; and
@@ -13,6 +14,7 @@ MLflow lets in only the hosts and browser origins named.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -40,6 +42,8 @@ from workspace.paths import MLFLOW_ARTIFACTS, MLFLOW_DB, local_tracking_uri, sta
 __all__ = ["LOOPBACK", "ServeOptions", "Service", "serve"]
 
 STOP_GRACE_S = 15.0
+#: A server that dies again within this long after (re)starting is not restarted.
+CRASH_LOOP_S = 30.0
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -55,9 +59,9 @@ class Service:
     env: dict[str, str] = field(default_factory=dict, repr=False)  # may hold a secret
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *, append: bool = False) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab" if append else "wb") as log:
             self.process = subprocess.Popen(
                 self.command,
                 stdin=subprocess.DEVNULL,
@@ -70,10 +74,25 @@ class Service:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def exit_reason(self) -> str:
+        code = self.process.poll() if self.process is not None else None
+        if code is None:
+            return "still running"
+        if code < 0:
+            return f"pid {self.process.pid} killed by {signal.Signals(-code).name}"
+        return f"pid {self.process.pid} exited with code {code}"
+
     def stop(self) -> None:
-        if not self.alive():
+        if self.process is None:
             return
-        assert self.process is not None
+        if not self.alive():  # its workers may outlive it, holding the port
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            return
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=STOP_GRACE_S)
@@ -238,17 +257,55 @@ def serve(home: Path, options: ServeOptions, *, start_timeout_s: float = 120.0) 
             return failure
         sys.stdout.write(_banner(home, services, creds))
         sys.stdout.flush()
-        while not stopping["signal"]:
-            for service in services:
-                if not service.alive():
-                    return _failed(service, "stopped unexpectedly")
-            time.sleep(0.5)
-        return 0
+        return _watch(services, start_timeout_s, stopping)
     finally:
         for service in reversed(services):
             service.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _watch(services: list[Service], start_timeout_s: float, stopping: dict[str, int]) -> int:
+    """Serve until a signal. A server that dies is named with why, and restarted while the
+    other keeps serving; one that dies again within :data:`CRASH_LOOP_S` of coming back, or
+    does not come back, stays down (the other goes on) until both are down: then exit 1."""
+    restarted_at: dict[str, float] = {}
+    down: set[str] = set()
+    while not stopping["signal"]:
+        for service in services:
+            if service.name in down or service.alive():
+                continue
+            others = [o.name for o in services if o is not service and o.name not in down]
+            since = time.monotonic() - restarted_at.get(service.name, -CRASH_LOOP_S)
+            crash_loop = since < CRASH_LOOP_S
+            what_next = (
+                f"not restarting it again, it died within {CRASH_LOOP_S:.0f} s of its restart "
+                f"(log: {service.log_path})"
+                if crash_loop
+                else f"restarting it (log: {service.log_path})"
+            )
+            keeps = f"the {others[0]} keeps serving" if others else "no server is left"
+            _say(f"the {service.name} stopped ({service.exit_reason()}); {keeps}; {what_next}")
+            if crash_loop or _restart(service, start_timeout_s, stopping):
+                down.add(service.name)
+            else:
+                restarted_at[service.name] = time.monotonic()
+                _say(f"the {service.name} is back at {service.url}")
+        if len(down) == len(services):
+            return 1
+        time.sleep(0.5)
+    return 0
+
+
+def _restart(service: Service, timeout_s: float, stopping: dict[str, int]) -> int:
+    service.stop()  # its process group: workers the dead one left behind
+    service.start(append=True)
+    return _wait_until_healthy([service], timeout_s, stopping)
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"catdog serve: {message}\n")
+    sys.stderr.flush()
 
 
 def _wait_until_healthy(services: list[Service], timeout_s: float, stopping: dict[str, int]) -> int:
@@ -267,9 +324,24 @@ def _wait_until_healthy(services: list[Service], timeout_s: float, stopping: dic
 
 
 def _failed(service: Service, what: str) -> int:
+    taken = ""
+    if not service.alive() and _port_taken(service.port):
+        taken = (
+            f"Port {service.port} is taken by another program: choose another with "
+            "--mlflow-port / --prefect-port.\n"
+        )
     sys.stderr.write(
         f"catdog serve: the {service.name} {what}. Last lines of {service.log_path}:\n"
-        f"{service.log_tail()}\n"
-        "Is the port already taken? Choose others with --mlflow-port / --prefect-port.\n"
+        f"{service.log_tail()}\n{taken}"
     )
     return 1
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False

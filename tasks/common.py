@@ -10,6 +10,8 @@ from typing import Any
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from workspace.storage import fault_errno
+
 __all__ = ["TASK_OPTIONS", "epoch_progress", "progress_logger", "run_logger"]
 
 
@@ -19,8 +21,8 @@ def _retry_only_io(task: Any, task_run: Any, state: Any) -> bool:
         state.result()
     except (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return False  # a wrong path or permission will not fix itself
-    except (TimeoutError, ConnectionError, OSError):
-        return True
+    except OSError as error:  # a full or read-only disk will not fix itself either
+        return fault_errno(error) is None
     except BaseException:
         return False
     return False

@@ -34,12 +34,24 @@ def fingerprint(project: Path) -> dict[str, str]:
     }
 
 
+# TensorFlow's native start-up lines, printed whatever TF_CPP_MIN_LOG_LEVEL says.
+TENSORFLOW_NOISE = ("oneDNN custom operations are on", "absl::InitializeLog()")
+
+
+def quiet(stderr: str) -> bool:
+    """True if none of TensorFlow's native start-up lines reached ``stderr``."""
+    return not any(noise in stderr for noise in TENSORFLOW_NOISE)
+
+
 def fails(cmd: list[str], project: Path, env: dict[str, str], code: int = 2) -> str:
     """Run ``cmd``, check it failed with ``code`` and no traceback; return its last stderr line."""
     result = run(cmd, project, env, check=False)
     assert result.returncode == code, result.stderr[-3000:]
     assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
-    return result.stderr.strip().splitlines()[-1]
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.stderr.count(last.removeprefix("catdog: error: ")) == 1, result.stderr
+    assert quiet(result.stderr), result.stderr[:3000]
+    return last
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +293,7 @@ def test_ctrl_c_during_training_exits_130_in_one_line(project, env):
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-3000:]
     assert "Traceback" not in out + err
+    assert quiet(err), err[:3000]  # training imported TensorFlow
     assert err.strip().splitlines()[-1] == (
         "catdog: error: interrupted (Ctrl-C): the stage that was running is not recorded as "
         "done; run the same command again to carry on from it"

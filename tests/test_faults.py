@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -164,5 +165,112 @@ def test_server_killed_mid_stage_fails_clearly_then_rerun_completes(
             if r.info.status == "FINISHED"
         }
         assert {"ingest", "split", "scratch"} <= stages
+    finally:
+        kill_server(server)
+
+
+def _children(pid: int, word: str) -> list[psutil.Process]:
+    """The processes under ``pid`` whose command line holds ``word``, outermost first."""
+    return [
+        child
+        for child in psutil.Process(pid).children(recursive=True)
+        if word in " ".join(child.cmdline())
+    ]
+
+
+def test_serve_names_a_dead_server_restarts_it_and_keeps_the_other_up(tmp_path, e2e_env):
+    from tests.test_platform import start_catdog_serve
+
+    project = make_project_copy(tmp_path / "catdog")
+    mlflow_port, prefect_port = free_port(), free_port()
+    env = {k: v for k, v in e2e_env.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
+    serve, _ = start_catdog_serve(project, env, mlflow_port, prefect_port)
+    try:
+        mlflow = _children(serve.pid, "mlflow server")[0]
+        os.killpg(mlflow.pid, signal.SIGKILL)  # the server and its workers, as the OOM killer may
+        line = serve.stderr.readline()
+        assert line.startswith(
+            f"catdog serve: the MLflow tracking server stopped (pid {mlflow.pid} killed by "
+            "SIGKILL); the Prefect server keeps serving; restarting it (log: "
+        ), line
+        health = httpx.get(f"http://127.0.0.1:{prefect_port}/api/health", timeout=10)
+        assert health.status_code == 200  # Prefect was not taken down with it
+        assert serve.stderr.readline() == (
+            f"catdog serve: the MLflow tracking server is back at http://127.0.0.1:{mlflow_port}\n"
+        )
+        assert httpx.get(f"http://127.0.0.1:{mlflow_port}/health", timeout=10).status_code == 200
+        assert serve.poll() is None
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(timeout=60)
+    assert serve.returncode == 0, serve.stderr.read()
+
+
+def start_prefect_server(home: Path, port: int) -> subprocess.Popen[bytes]:
+    """A real Prefect server on loopback in its own home, healthy."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    with (home / "server.log").open("ab") as log:
+        # fmt: off
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "prefect", "server", "start",
+                "--host", "127.0.0.1", "--port", str(port), "--analytics-off",
+            ],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
+        )
+        # fmt: on
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        assert process.poll() is None, (home / "server.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the Prefect server never answered"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+
+
+def test_prefect_server_killed_mid_run_stops_training_and_fails_in_one_line(tmp_path, e2e_env):
+    from tests.conftest import training_started
+
+    project = make_project_copy(tmp_path / "catdog", {"scratch.epochs": 400})
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server = start_prefect_server(tmp_path / "prefect", port)
+    env = dict(e2e_env, PREFECT_API_URL=api, PREFECT_HOME=str(tmp_path / "prefect"))
+    try:
+        log_path = tmp_path / "run.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "catdog"), "run"],
+                cwd=project,
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 300
+        while not training_started(project / "mlflow.db", "scratch"):
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "scratch never logged an epoch"
+            time.sleep(0.5)
+        kill_server(server)
+        # Training went on to its end, then Prefect's own retries (5 per call, 2 to 32 s apart)
+        # took about 5 minutes more; about 35 s now.
+        process.wait(timeout=90)
+        output = log_path.read_text()
+        assert process.returncode == 2, output[-4000:]
+        assert "Traceback" not in output, output[-4000:]
+        assert output.strip().splitlines()[-1] == (
+            f"catdog: error: PREFECT_API_URL={api}: the Prefect server stopped answering during "
+            "the run (connection refused); the stage that was running is not recorded as done. "
+            "Start the server again (`catdog serve`, or let `catdog run` start the project's "
+            "own) and run the same command again."
+        )
+        assert not (project / "models/scratch.keras").exists()
+        assert "scratch" not in yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     finally:
         kill_server(server)

@@ -168,6 +168,18 @@ def finish_execution(execution: Execution, status: str = "FINISHED") -> None:
 
 
 @contextlib.contextmanager
+def _store_errors_unlogged() -> Iterator[None]:
+    """MLflow logs a failed write to its SQLite store, traceback and all, before raising it; on
+    a full or read-only disk the stage's own error says more, in one line."""
+    logger = logging.getLogger("mlflow.store.db.utils")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
+@contextlib.contextmanager
 def stage_run(
     execution: Execution, stage: str, root: Path, tags: Mapping[str, str] | None = None
 ) -> Iterator[mlflow.ActiveRun]:
@@ -197,12 +209,12 @@ def stage_run(
             from servers.health import tracking_server_gone
 
             status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), _store_errors_unlogged():
                 if not tracking_server_gone(mlflow.get_tracking_uri()):
                     mlflow.set_tag("catdog.error", f"{stage} failed: {error}"[:5000])
                     MlflowClient().set_terminated(execution.run_id, status=status)
-            with contextlib.suppress(Exception):  # here, so leaving the block does not retry it
-                mlflow.end_run(status)
+            with contextlib.suppress(Exception), _store_errors_unlogged():
+                mlflow.end_run(status)  # here, so leaving the block does not retry it
             raise
 
 

@@ -15,9 +15,30 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from catdog.errors import CatdogError
 from workspace.lock import Owner
 
-__all__ = ["ExecutionInfo", "describe_execution", "git_commit"]
+__all__ = ["ExecutionInfo", "describe_execution", "git_commit", "require_git_checkout"]
+
+
+def require_git_checkout(root: Path) -> None:
+    """Stop before any work if ``root`` is not in a git repository (a copy without ``.git``).
+
+    Raises:
+        CatdogError: naming the folder and how to make it one.
+    """
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--git-dir"], cwd=root, capture_output=True, check=False
+        )
+    except OSError:
+        found = None
+    if found is None or found.returncode != 0:
+        raise CatdogError(
+            f"{root}: not a git repository; DVC and catdog record what ran by its git commit: "
+            "clone the project (`git clone URL`), or make this copy one (`git init && git add -A "
+            "&& git commit -m 'first commit'`), then run this again"
+        )
 
 
 def git_commit(root: Path) -> tuple[str, bool]:
