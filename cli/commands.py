@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -237,30 +238,73 @@ def run_predict(
     return 0 if len(table) else 1
 
 
-def _check_predictions_out(out: Path | None, inputs: list[Path]) -> None:
-    """Stop before any work if ``--out`` cannot be written or would overwrite something else."""
+def _kept_by_project(target: Path, workspace: Path) -> str:
+    """Why the project keeps ``target`` (git tracks it, or dvc.lock records it), or ''."""
+    import yaml
+
+    try:
+        relative = target.relative_to(workspace.resolve())
+    except ValueError:
+        return ""
+    listed = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", "--", str(relative)],
+        cwd=workspace,
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode == 0:
+        return "git tracks"
+    lock = workspace / "dvc.lock"
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.is_file() else {}
+    for stage, entry in stages.items():
+        for output in entry.get("outs", []):
+            made = (workspace / output["path"]).resolve()
+            if target == made or made in target.parents:
+                return f"dvc.lock records as an output of {stage}"
+    return ""
+
+
+def _check_out(
+    out: Path | None,
+    inputs: list[Path],
+    workspace: Path,
+    kind: str,
+    example: str,
+    suffixes: tuple[str, ...],
+    *,
+    makes_folder: bool = False,
+) -> None:
+    """Stop before any work if ``--out`` cannot be written or would overwrite something else:
+    an input, a file the project keeps (git, dvc.lock), or one whose suffix is not a ``kind``'s.
+    """
     from catdog.errors import CatdogError
 
     if out is None:
         return
     target = out.resolve()
-    if not target.parent.is_dir():
+    kept = _kept_by_project(target, workspace) if target.exists() else ""
+    if kept:
+        raise CatdogError(
+            f"--out {out}: would overwrite a file that {kept}; give a new file name ending in "
+            f"{' or '.join(suffixes)}"
+        )
+    if not target.parent.is_dir() and not makes_folder:
         raise CatdogError(f"--out {out}: the folder {out.parent} does not exist; create it first")
     if target.is_dir():
-        raise CatdogError(f"--out {out}: is a folder; give a file name, e.g. {out}/p.csv")
+        raise CatdogError(f"--out {out}: is a folder; give a file name, e.g. {out}/{example}")
     if any(target == path.resolve() for path in inputs) or (
-        target.exists() and target.suffix.lower() != ".csv"
+        target.exists() and target.suffix.lower() not in suffixes
     ):
         raise CatdogError(
-            f"--out {out}: would overwrite a file that is not a predictions CSV; give a new "
-            "file name ending in .csv"
+            f"--out {out}: would overwrite a file that is not a {kind}; give a new file name "
+            f"ending in {' or '.join(suffixes)}"
         )
 
 
 def predict(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog predict``: probability of dog for image files or folders."""
     _check_threshold(args.threshold)
-    _check_predictions_out(args.out, args.paths)
+    _check_out(args.out, args.paths, workspace, "predictions CSV", "p.csv", (".csv",))
     if args.model.startswith(("runs:/", "models:/")):
         _check_tracking_server(workspace)
     return run_predict(
@@ -334,6 +378,9 @@ def run_score(
 
     _check_threshold(threshold)
     _check_score_source(source)
+    _check_out(
+        out, [source], workspace, "per-photo CSV", "photos.csv", (".csv",), makes_folder=True
+    )
     with tempfile.TemporaryDirectory(prefix="catdog-score-") as scratch:
         prepared = _prepare_score_source(source, Path(scratch))
         found = find_photos(prepared, str(source))
@@ -408,6 +455,9 @@ def compare(args: argparse.Namespace, workspace: Path) -> int:
     from tracking.compare import run_compare
 
     wanted = dict(item.split("=", 1) for item in args.param if "=" in item)
+    _check_out(
+        args.out, [], workspace, "comparison report", "runs.md", (".md", ".html"), makes_folder=True
+    )
     uri = _check_tracking_server(workspace)
     return run_compare(
         uri, args.experiment, args.out, args.format, args.filter, wanted, model=args.model

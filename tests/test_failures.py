@@ -272,6 +272,33 @@ def test_a_failed_experiment_is_undone_by_the_readme_recovery(ran_project, env, 
         )
 
 
+@pytest.mark.parametrize(
+    ("command", "out", "kept"),
+    [
+        (["compare"], "NOTES.md", "git tracks"),
+        (["compare"], "reports/comparison.md", "dvc.lock records as an output of evaluate"),
+        (["score", "{photos}", "--model", "models/scratch.keras"], "params.yaml", "git tracks"),
+        (["predict", "{photos}", "--model", "models/scratch.keras"], "dvc.yaml", "git tracks"),
+    ],
+)
+def test_an_out_onto_a_file_the_project_keeps_is_refused_before_any_work(
+    ran_project, env, tmp_path, command, out, kept
+):
+    project = ran_project
+    (project / "NOTES.md").write_text("# Notes\n")
+    _git_commit_all(project)
+    before = fingerprint(project)
+    photos = _photos(tmp_path / "photos", cats=2, dogs=2)
+    argv = [word.format(photos=photos) for word in command]
+    line = fails([CATDOG, *argv, "--out", out], project, env)
+    suffixes = ".md or .html" if command == ["compare"] else ".csv"
+    assert line == (
+        f"catdog: error: --out {out}: would overwrite a file that {kept}; give a new file name "
+        f"ending in {suffixes}"
+    )
+    assert fingerprint(project) == before
+
+
 def test_ctrl_c_during_training_exits_130_in_one_line(project, env):
     run([CATDOG, "stage", "ingest"], project, env)
     run([CATDOG, "stage", "split"], project, env)
