@@ -227,18 +227,19 @@ def make_project_copy(
 
 
 @pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One real Prefect server (on 127.0.0.1) for every end-to-end test of the session."""
-    from servers.prefect import ensure_prefect_api, prefect_home, stop_prefect_server
+def prefect_server_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+    """The home of one real Prefect server (on 127.0.0.1) for every end-to-end test of the
+    session (None when ``PREFECT_API_URL`` names one already)."""
+    from servers.prefect import prefect_home, stop_prefect_server
 
     if os.environ.get("PREFECT_API_URL"):
-        yield os.environ["PREFECT_API_URL"]
+        yield None
         return
     home = tmp_path_factory.mktemp("prefect-server")
     previous = os.environ.get("PREFECT_HOME")
     os.environ["PREFECT_HOME"] = str(prefect_home(home))
     try:
-        yield ensure_prefect_api(home)
+        yield home
     finally:
         stop_prefect_server(home)
         if previous is None:
@@ -247,12 +248,36 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> str:
             os.environ["PREFECT_HOME"] = previous
 
 
+@pytest.fixture(scope="session")
+def prefect_api(prefect_server_home: Path | None) -> str:
+    """The shared server's API."""
+    from servers.prefect import ensure_prefect_api
+
+    if prefect_server_home is None:
+        return os.environ["PREFECT_API_URL"]
+    return ensure_prefect_api(prefect_server_home)
+
+
 @pytest.fixture
-def e2e_env(prefect_api: str, tmp_path: Path) -> dict[str, str]:
-    """Environment for the project's commands: the shared Prefect server, an empty Keras cache."""
+def e2e_env(prefect_api: str, prefect_server_home: Path | None, tmp_path: Path) -> dict[str, str]:
+    """Environment for the project's commands: the shared Prefect server, an empty Keras cache.
+
+    A shared server that died since the last test is started again, as the next `catdog`
+    command would start a project's own, and the test run warns about it.
+    """
+    import warnings
+
+    from servers.health import is_healthy
+    from servers.prefect import ensure_prefect_api
+
+    api = prefect_api
+    if prefect_server_home is not None and not is_healthy(f"{api}/health"):
+        api = ensure_prefect_api(prefect_server_home)
+        died = f"the shared Prefect server at {prefect_api} had died; started at {api}"
+        warnings.warn(died, stacklevel=2)
     return project_env(
         {
-            "PREFECT_API_URL": prefect_api,
+            "PREFECT_API_URL": api,
             "PREFECT_HOME": os.environ["PREFECT_HOME"],
             "KERAS_HOME": str(tmp_path / "keras-home"),
         }

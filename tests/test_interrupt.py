@@ -19,10 +19,12 @@ SWALLOWS_CTRL_C = textwrap.dedent(
     with cli._interrupt_ends_the_process():
         print("ready", flush=True)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                time.sleep(0.05)
-            except KeyboardInterrupt:  # what a retry loop around a network call may do
+        while True:  # what a retry loop around a network call may do
+            try:  # the whole wait inside: the interrupt is swallowed wherever it lands
+                while time.monotonic() < deadline:
+                    time.sleep(0.05)
+                break
+            except KeyboardInterrupt:
                 pass
     print("still running", flush=True)
     """
