@@ -1,4 +1,4 @@
-"""Research runner for issue 13: a from-scratch convnet that reaches >= 90% test in <= 1,800 s.
+"""Research runner: a from-scratch convnet that reaches >= 90% test in <= 1,800 s.
 
 Needs only a manifest CSV (columns ``path``, ``label``, ``split``; paths relative to the
 manifest's folder), TensorFlow/Keras and NumPy. Two commands:

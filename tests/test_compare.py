@@ -1,4 +1,4 @@
-"""The comparison report reads executions logged in the shape flows/tracking.py logs them."""
+"""The comparison report reads executions logged in the shape tracking/runs.py logs them."""
 
 from __future__ import annotations
 

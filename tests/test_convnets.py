@@ -1,4 +1,4 @@
-"""The from-scratch architectures and recipe (issue 13) on tiny images in ``tmp_path``."""
+"""The from-scratch architectures and recipe on tiny images in ``tmp_path``."""
 
 from __future__ import annotations
 
