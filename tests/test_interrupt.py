@@ -17,10 +17,12 @@ SWALLOWS_CTRL_C = textwrap.dedent(
 
     cli.INTERRUPT_GRACE_S = 1.0
     with cli._interrupt_ends_the_process():
-        print("ready", flush=True)
-        deadline = time.monotonic() + 60
+        deadline, announced = time.monotonic() + 60, False
         while True:  # what a retry loop around a network call may do
-            try:  # the whole wait inside: the interrupt is swallowed wherever it lands
+            try:  # "ready" too: the interrupt is swallowed wherever it lands, even at once
+                if not announced:
+                    announced = True
+                    print("ready", flush=True)
                 while time.monotonic() < deadline:
                     time.sleep(0.05)
                 break
