@@ -43,6 +43,7 @@ __all__ = [
 DEFAULT_PORT = 4200
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120
+START_ATTEMPTS = 3  # ports tried, when another server takes the free one first
 _PID_FILE = "server.pid"  # Prefect's own name for it (prefect.cli._server_utils)
 _LOG_FILE = "server-start.log"
 
@@ -128,16 +129,48 @@ def _prefect(home: Path, *args: str, timeout_s: float = START_TIMEOUT_S) -> None
         )
 
 
+def _listening_ports(process: psutil.Process) -> set[int]:
+    """The TCP ports ``process`` or one of its children listens on."""
+    ports: set[int] = set()
+    for each in (process, *process.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            ports |= {
+                c.laddr.port for c in each.net_connections("tcp") if c.status == psutil.CONN_LISTEN
+            }
+    return ports
+
+
+def _answers_for(home: Path, url: str) -> bool:
+    """True if the server answering at ``url`` is this project's: the process its pid file names
+    listens on that port. Another project's server may hold the port, if it took it first."""
+    server = _server_process(home)
+    port = int(url.removesuffix("/api").rsplit(":", 1)[1])
+    return server is not None and port in _listening_ports(server) and is_healthy(f"{url}/health")
+
+
 def _start(home: Path) -> str:
-    """Start the project's server with Prefect's commands and wait until it answers."""
-    if (prefect_home(home) / _PID_FILE).exists() and _server_process(home) is None:
-        (prefect_home(home) / _PID_FILE).unlink()  # left by a killed server: Prefect would refuse
-    port = _free_port()
-    url = f"http://{HOST}:{port}/api"
-    _prefect(home, "config", "set", f"PREFECT_API_URL={url}", f"PREFECT_UI_API_URL={url}")
-    _prefect(home, "server", "start", "--background", "--host", HOST, "--port", str(port))
-    _prefect(home, "server", "status", "--wait", "--timeout", str(START_TIMEOUT_S))
-    return url
+    """Start the project's server with Prefect's commands and wait until it answers.
+
+    Two projects starting their servers at the same moment can both find a port free; the one
+    that binds it second fails, while Prefect's status check finds the other one answering. So
+    the port is checked to be this project's server's, and another is tried if it is not.
+    """
+    for _ in range(START_ATTEMPTS):
+        if (prefect_home(home) / _PID_FILE).exists() and _server_process(home) is None:
+            (prefect_home(home) / _PID_FILE).unlink()  # a dead server's: Prefect would refuse
+        port = _free_port()
+        url = f"http://{HOST}:{port}/api"
+        _prefect(home, "config", "set", f"PREFECT_API_URL={url}", f"PREFECT_UI_API_URL={url}")
+        _prefect(home, "server", "start", "--background", "--host", HOST, "--port", str(port))
+        _prefect(home, "server", "status", "--wait", "--timeout", str(START_TIMEOUT_S))
+        if _answers_for(home, url):
+            return url
+        if _server_process(home) is not None:
+            _prefect(home, "server", "stop")
+    raise PrefectServerError(
+        f"the project's Prefect server found no port of its own on {HOST} after "
+        f"{START_ATTEMPTS} tries; see {prefect_home(home) / _LOG_FILE}"
+    )
 
 
 def ensure_prefect_api(home: Path) -> str:
@@ -161,11 +194,11 @@ def ensure_prefect_api(home: Path) -> str:
             )
         return team
     url = recorded_api_url(home)
-    if url and is_healthy(f"{url}/health"):
+    if url and _answers_for(home, url):
         return url
     with _start_lock(home):
         url = recorded_api_url(home)
-        if url and is_healthy(f"{url}/health"):  # started by another process meanwhile
+        if url and _answers_for(home, url):  # started by another process meanwhile
             return url
         if _server_process(home) is not None:  # running but not answering: start afresh
             _prefect(home, "server", "stop")

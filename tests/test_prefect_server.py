@@ -3,6 +3,7 @@ PREFECT_HOME of the project's, shared by the processes that start at once, stopp
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -110,8 +111,20 @@ def test_two_checkouts_keep_their_own_run_history(tmp_path, monkeypatch):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     first, second = tmp_path / "first", tmp_path / "second"
     try:
-        urls = [ensure_prefect_api(first), ensure_prefect_api(second)]
+        # Started at the same moment, both may find the same port free; each gets its own.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            urls = list(pool.map(ensure_prefect_api, (first, second)))
         assert urls[0] != urls[1]  # a server each, on its own port
+        for home, url in ((first, urls[0]), (second, urls[1])):
+            port = int(url.removesuffix("/api").rsplit(":", 1)[1])
+            server = psutil.Process(_server_pid(home))
+            listening = {
+                c.laddr.port
+                for each in (server, *server.children(recursive=True))
+                for c in each.net_connections("tcp")
+                if c.status == psutil.CONN_LISTEN
+            }
+            assert port in listening  # the server answering there is this checkout's own
         ids = [_run_a_flow(first, urls[0]), _run_a_flow(second, urls[1])]
         for url, mine, theirs in ((urls[0], *ids), (urls[1], *reversed(ids))):
             listed = {r["id"] for r in httpx.post(f"{url}/flow_runs/filter", json={}).json()}
