@@ -13,7 +13,18 @@ __all__ = [
     "SplitError",
     "StorageError",
     "WeightsUnavailableError",
+    "error_chain",
 ]
+
+
+def error_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and the errors it was raised from or while handling, outermost first."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
 
 
 class CatdogError(Exception):

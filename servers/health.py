@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from catdog.errors import CatdogError
+from catdog.errors import CatdogError, error_chain
 from workspace.paths import local_tracking_uri
 
 __all__ = [
@@ -149,21 +149,12 @@ def _is_transport_failure(error: BaseException) -> bool:
     return isinstance(error, MlflowException) and str(error.message).startswith("API request to")
 
 
-def _chain(error: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in seen:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
 def _transport_failure(error: BaseException) -> BaseException | None:
     """The connection failure (refused, reset, timed out) in ``error``'s chain, if any."""
     return next(
         (
             e
-            for e in _chain(error)
+            for e in error_chain(error)
             if isinstance(e, (httpx.TransportError, ConnectionError, TimeoutError))
         ),
         None,
@@ -234,7 +225,7 @@ def tracking_lost_message(error: BaseException) -> str:
     uri = _server_uri()
     if not uri:
         return ""
-    failure = next((e for e in _chain(error) if _is_transport_failure(e)), None)
+    failure = next((e for e in error_chain(error) if _is_transport_failure(e)), None)
     if failure is None:
         return ""
     text = str(failure)

@@ -28,6 +28,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def healthy(
+    process: subprocess.Popen[bytes], health: str, log: Path, name: str
+) -> subprocess.Popen[bytes]:
+    """``process`` once its ``health`` endpoint answers 200 (its log's tail if it dies first)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"the {name} server never answered"
+        try:
+            if httpx.get(health, timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+
+
 def start_mlflow_server(store: Path, port: int) -> subprocess.Popen[bytes]:
     """A real MLflow tracking server on loopback (the command `catdog serve` runs), healthy."""
     store.mkdir(parents=True, exist_ok=True)
@@ -45,16 +61,7 @@ def start_mlflow_server(store: Path, port: int) -> subprocess.Popen[bytes]:
             start_new_session=True,  # its workers too go with one killpg
         )
         # fmt: on
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        assert process.poll() is None, (store / "server.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "the MLflow server never answered"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+    return healthy(process, f"http://127.0.0.1:{port}/health", store / "server.log", "MLflow")
 
 
 def kill_server(process: subprocess.Popen[bytes]) -> None:
@@ -222,16 +229,7 @@ def start_prefect_server(home: Path, port: int) -> subprocess.Popen[bytes]:
             start_new_session=True,
         )
         # fmt: on
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        assert process.poll() is None, (home / "server.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "the Prefect server never answered"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+    return healthy(process, f"http://127.0.0.1:{port}/api/health", home / "server.log", "Prefect")
 
 
 def test_prefect_server_killed_mid_run_stops_training_and_fails_in_one_line(tmp_path, e2e_env):

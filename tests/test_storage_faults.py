@@ -53,6 +53,11 @@ def one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
     return result.stderr.strip().splitlines()[-1]
 
 
+def listing(project: Path) -> list[Path]:
+    """Every path in the project, relative to it."""
+    return sorted(p.relative_to(project) for p in project.rglob("*"))
+
+
 def recorded(project: Path) -> dict[str, object]:
     lock = project / "dvc.lock"
     return yaml.safe_load(lock.read_text())["stages"] if lock.exists() else {}
@@ -82,7 +87,7 @@ def test_a_disk_that_fills_up_fails_in_one_line_and_the_run_after_freeing_space_
 
 def test_a_read_only_checkout_is_refused_before_any_work(tmp_path, e2e_env):
     project = make_project_copy(tmp_path / "catdog")
-    before = sorted(p.relative_to(project) for p in project.rglob("*"))
+    before = listing(project)
     with mounted(project, "--bind", str(project)):
         mount("-o", "remount,bind,ro", str(project))
         for command in (["run"], ["stage", "ingest"], ["run", "-S", "scratch.epochs=2"]):
@@ -92,13 +97,13 @@ def test_a_read_only_checkout_is_refused_before_any_work(tmp_path, e2e_env):
                 "its outputs, dvc.lock and its stores in the workspace: run it from a writable "
                 "clone"
             )
-    assert sorted(p.relative_to(project) for p in project.rglob("*")) == before
+    assert listing(project) == before
 
 
 def test_a_copy_without_git_is_refused_and_the_way_out_works(tmp_path, e2e_env):
     project = make_project_copy(tmp_path / "catdog")
     shutil.rmtree(project / ".git")
-    before = sorted(p.relative_to(project) for p in project.rglob("*"))
+    before = listing(project)
     for command in (["run"], ["stage", "ingest", "-S", "data.image_size=40"]):
         failed = run([CATDOG, *command], project, e2e_env, check=False)
         assert one_line_failure(failed) == (
@@ -106,7 +111,7 @@ def test_a_copy_without_git_is_refused_and_the_way_out_works(tmp_path, e2e_env):
             "its git commit: clone the project (`git clone URL`), or make this copy one (`git "
             "init && git add -A && git commit -m 'first commit'`), then run this again"
         )
-    assert sorted(p.relative_to(project) for p in project.rglob("*")) == before
+    assert listing(project) == before
     identity = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
     for step in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-qm", "first commit"]):
         run(["git", *step], project, e2e_env)

@@ -12,6 +12,8 @@ import errno
 import os
 import re
 
+from catdog.errors import error_chain
+
 __all__ = ["FAULT_ERRNOS", "fault_errno", "storage_fault_message"]
 
 _ADVICE = {
@@ -36,18 +38,9 @@ _SQLITE = {  # what SQLite says (through SQLAlchemy) instead of an errno
 _H5_FILENAME = re.compile(r"filename = '([^']+)'")  # h5py names the file only in its message
 
 
-def _chain(error: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in seen:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
 def _fault(error: BaseException) -> tuple[int, str] | None:
     """The first filesystem fault in ``error``'s chain: its errno and the file it names."""
-    for link in _chain(error):
+    for link in error_chain(error):
         number = getattr(link, "errno", None)
         if isinstance(link, OSError) and number in _ADVICE:
             named = link.filename or next(iter(_H5_FILENAME.findall(str(link))), "")
