@@ -149,16 +149,11 @@ def _is_transport_failure(error: BaseException) -> bool:
     return isinstance(error, MlflowException) and str(error.message).startswith("API request to")
 
 
-def _transport_failure(error: BaseException) -> BaseException | None:
-    """The connection failure (refused, reset, timed out) in ``error``'s chain, if any."""
-    return next(
-        (
-            e
-            for e in error_chain(error)
-            if isinstance(e, (httpx.TransportError, ConnectionError, TimeoutError))
-        ),
-        None,
-    )
+def _lost_connection(error: BaseException) -> bool:
+    """True if ``error``'s chain holds a failed connection (refused, reset, timed out) of an
+    HTTP client other than MLflow's (see :func:`_is_transport_failure` for that one)."""
+    connection = (httpx.TransportError, ConnectionError, TimeoutError)
+    return any(isinstance(e, connection) for e in error_chain(error))
 
 
 class PrefectServerLost(CatdogError, RuntimeError):
@@ -183,7 +178,7 @@ def _prefect_lost_line(api: str, reason: str) -> str:
 def prefect_lost_message(error: BaseException) -> str:
     """One line for a run that failed because the Prefect server went away ('' otherwise)."""
     api = os.environ.get("PREFECT_API_URL", "")
-    if not api or _transport_failure(error) is None:
+    if not api or not _lost_connection(error):
         return ""
     reason = _prefect_gone_reason(api)
     return _prefect_lost_line(api, reason) if reason else ""  # answering: something else failed
