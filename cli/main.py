@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         sub = subparsers.add_parser(
             command.name,
-            help=command.help,
+            help=command.help.replace("%", "%%"),  # argparse %-formats a subcommand's help
             description=command.description,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
