@@ -66,8 +66,8 @@ def sharded_path(files: list[str], size: int, scratch: Path, shard_batches: int)
     from prefect.logging.handlers import APILogWorker
 
     from catdog.features import Shard, assemble_shards, plan_shards
+    from catdog.servers.dask import local_task_runner
     from catdog.vgg16 import make_conv_base
-    from servers.dask import local_task_runner
     from tasks.features import ShardJob, run_shards
 
     keras.utils.set_random_seed(0)
@@ -176,7 +176,7 @@ def main() -> None:
         stage_s = stage_path(small, args.size, Path(scratch) / "features.npy")
     sharded_s = {}
     with tempfile.TemporaryDirectory() as state:
-        from servers.prefect import ensure_prefect_api, prefect_home, stop_prefect_server
+        from catdog.servers.prefect import ensure_prefect_api, prefect_home, stop_prefect_server
 
         os.environ["PREFECT_HOME"] = str(prefect_home(Path(state)))  # before Prefect is imported
         os.environ["PREFECT_API_URL"] = ensure_prefect_api(Path(state))

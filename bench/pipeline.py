@@ -52,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-S", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    from servers.prefect import ensure_prefect_api, prefect_home, stop_prefect_server
+    from catdog.servers.prefect import ensure_prefect_api, prefect_home, stop_prefect_server
 
     params = dict(o.split("=", 1) for o in args.overrides)
     with tempfile.TemporaryDirectory(prefix="catdog-bench-pipeline-") as scratch:

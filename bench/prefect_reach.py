@@ -2,7 +2,7 @@
 Prefect's temporary one.
 
 Each sample is a fresh Python process that does what ``catdog stage`` does before its work:
-find the Prefect API (``servers.prefect.ensure_prefect_api``) and run one flow with one task.
+find the Prefect API (``catdog.servers.prefect.ensure_prefect_api``) and run one flow with one task.
   project server   the project's background server (started once, before the samples);
   temporary server no ``PREFECT_API_URL``: Prefect starts and stops a server in the process.
 The first start of the project's server is reported apart. Prints medians and their ratio.
@@ -28,7 +28,7 @@ STAGE_LIKE = """
 import os, sys
 from pathlib import Path
 if sys.argv[1] == "project":
-    from servers.prefect import ensure_prefect_api
+    from catdog.servers.prefect import ensure_prefect_api
     os.environ["PREFECT_API_URL"] = ensure_prefect_api(Path(sys.argv[2]))
 from prefect import flow, task
 
@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="samples of each (default 5)")
     args = parser.parse_args()
-    from servers.prefect import ensure_prefect_api, prefect_home, stop_prefect_server
+    from catdog.servers.prefect import ensure_prefect_api, prefect_home, stop_prefect_server
 
     base = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
     base.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING")

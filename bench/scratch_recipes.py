@@ -68,7 +68,7 @@ def clone(work: Path) -> Path:
 
 def run_recipe(project: Path, recipe: str, label: str, seed: int, args: argparse.Namespace) -> dict:
     """Configure and run ``dvc repro scratch``; return the run's measurements, named ``label``."""
-    from workspace.params_file import apply_params
+    from catdog.workspace.params_file import apply_params
 
     overrides = [
         f"data.source={args.photos}",
@@ -114,7 +114,7 @@ def epochs_from_mlflow(project: Path) -> tuple[list[dict], dict]:
     """(seconds, val_accuracy, val_loss) per epoch of the newest scratch run, and its params."""
     from mlflow.tracking import MlflowClient
 
-    from tracking.store import tracking_uri
+    from catdog.tracking.store import tracking_uri
 
     client = MlflowClient(tracking_uri(project))
     experiment = client.get_experiment_by_name("catdog")
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     print(summary.to_string(index=False))
     # the clone's own Prefect server outlives its runs (for its UI); this benchmark is done
     subprocess.run(
-        [sys.executable, "-m", "cli", "prefect-server", "stop"], cwd=project, check=False
+        [sys.executable, "-m", "catdog.cli", "prefect-server", "stop"], cwd=project, check=False
     )
 
 

@@ -3,7 +3,9 @@
 ``dvc.yaml`` lists, for each stage, the project files its task module runs: the task and every
 module of ``catdog/`` and ``tasks/`` it imports, directly or through others, with the packages'
 ``__init__.py``. Imports under ``if TYPE_CHECKING:`` are type hints, not code that runs, and are
-left out; so are other packages (Prefect, Keras...), whose versions the environment pins.
+left out; so are other packages (Prefect, Keras...), whose versions the environment pins, and
+catdog's own orchestration packages (:data:`RUNNER_PACKAGES`), which decide how a stage is run,
+watched and recorded, not what it computes.
 """
 
 from __future__ import annotations
@@ -12,11 +14,18 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["PROJECT", "STAGE_PACKAGES", "code_deps", "module_file"]
+__all__ = ["PROJECT", "RUNNER_PACKAGES", "STAGE_PACKAGES", "code_deps", "module_file"]
 
 PROJECT = Path(__file__).resolve().parents[1]
 #: The packages whose files count as a stage's code.
 STAGE_PACKAGES: tuple[str, ...] = ("catdog", "tasks")
+#: Packages inside ``catdog`` that are not stage code: the command line, servers, MLflow, state.
+RUNNER_PACKAGES: tuple[str, ...] = (
+    "catdog.cli",
+    "catdog.servers",
+    "catdog.tracking",
+    "catdog.workspace",
+)
 
 
 def module_file(module: str, root: Path = PROJECT) -> Path | None:
@@ -56,9 +65,15 @@ def imported_modules(path: Path, root: Path = PROJECT) -> set[str]:
         else:
             continue
         for name in names:
-            if name.split(".")[0] in STAGE_PACKAGES and module_file(name, root) is not None:
+            if _is_stage_code(name) and module_file(name, root) is not None:
                 found.add(name)
     return found
+
+
+def _is_stage_code(module: str) -> bool:
+    return module.split(".")[0] in STAGE_PACKAGES and not any(
+        module == runner or module.startswith(runner + ".") for runner in RUNNER_PACKAGES
+    )
 
 
 def _with_packages(module: str) -> list[str]:

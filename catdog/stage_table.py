@@ -55,7 +55,7 @@ class Stage:
     @property
     def cmd(self) -> str:
         # `python -m` runs the workspace's own code (e.g. in a queued `dvc exp run` copy).
-        return f"python -m cli stage {self.name}"
+        return f"python -m catdog.cli stage {self.name}"
 
     @property
     def code(self) -> tuple[str, ...]:

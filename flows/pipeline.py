@@ -16,16 +16,16 @@ from pathlib import Path
 from prefect import flow, tags
 
 from catdog import stage_table
+from catdog.servers.dask import local_task_runner
+from catdog.tracking.runs import finish_execution, open_execution
 from catdog.weights import resolve_weights
+from catdog.workspace.dvc_state import DvcRecord
+from catdog.workspace.execution import describe_execution
+from catdog.workspace.lock import hold_workspace, run_owner
+from catdog.workspace.params_file import PARAMS_FILE, apply_params, require_params_unchanged
+from catdog.workspace.paths import tracking_home
 from flows.stages import STAGE_FLOWS, current_flow_run_id
-from servers.dask import local_task_runner
 from tasks.common import run_logger
-from tracking.runs import finish_execution, open_execution
-from workspace.dvc_state import DvcRecord
-from workspace.execution import describe_execution
-from workspace.lock import hold_workspace, run_owner
-from workspace.params_file import PARAMS_FILE, apply_params, require_params_unchanged
-from workspace.paths import tracking_home
 
 __all__ = ["pipeline_flow"]
 
@@ -46,7 +46,7 @@ def _flow_run_name() -> str:
     log_prints=True,
     validate_parameters=False,
     persist_result=False,  # DVC keeps the outputs; Prefect's copy would be a second store
-    task_runner=local_task_runner(),  # a Dask cluster instead: servers.dask
+    task_runner=local_task_runner(),  # a Dask cluster instead: catdog.servers.dask
 )
 def pipeline_flow(
     root: str = ".",

@@ -34,14 +34,12 @@ from catdog.intervals import noise_sentence
 from catdog.manifest import read_manifest, split_rows
 from catdog.params import EvaluateParams, Params, load_params
 from catdog.results import StageResult
-from catdog.vocabulary import COMPARISON, MANIFEST, METRICS, PREDICTIONS_DIR
-from servers.dask import local_task_runner
-from servers.health import prefect_watch
-from tasks.common import TASK_OPTIONS, run_logger
-from tracking.champion import promote_champion
-from tracking.lineage import manifest_dataset, record_lineage
-from tracking.registry import describe_version, log_test_metrics, workspace_version
-from tracking.runs import (
+from catdog.servers.dask import local_task_runner
+from catdog.servers.health import prefect_watch
+from catdog.tracking.champion import promote_champion
+from catdog.tracking.lineage import manifest_dataset, record_lineage
+from catdog.tracking.registry import describe_version, log_test_metrics, workspace_version
+from catdog.tracking.runs import (
     Execution,
     epoch_logger,
     finish_execution,
@@ -50,12 +48,14 @@ from tracking.runs import (
     read_model_results,
     stage_run,
 )
-from tracking.store import run_url
-from workspace.execution import describe_execution
-from workspace.lock import run_owner
-from workspace.params_file import PARAMS_FILE
-from workspace.paths import tracking_home
-from workspace.storage import storage_fault_message
+from catdog.tracking.store import run_url
+from catdog.vocabulary import COMPARISON, MANIFEST, METRICS, PREDICTIONS_DIR
+from catdog.workspace.execution import describe_execution
+from catdog.workspace.lock import run_owner
+from catdog.workspace.params_file import PARAMS_FILE
+from catdog.workspace.paths import tracking_home
+from catdog.workspace.storage import storage_fault_message
+from tasks.common import TASK_OPTIONS, run_logger
 
 __all__ = ["STAGE_FLOWS", "StageRun", "current_flow_run_id", "lineage_params_values", "trigger"]
 
@@ -228,7 +228,7 @@ def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
             log_prints=True,
             validate_parameters=False,
             persist_result=False,  # DVC keeps the outputs; Prefect's copy would be a second store
-            task_runner=local_task_runner(),  # a Dask cluster instead: servers.dask
+            task_runner=local_task_runner(),  # a Dask cluster instead: catdog.servers.dask
         )(run)
 
     return decorate

@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS=1 PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_DISABLE_
     TF_CPP_MIN_LOG_LEVEL=3
 
 scripts/setup.sh
-# DVC stages call `python -m cli ...`: they need the environment on PATH.
+# DVC stages call `python -m catdog.cli ...`: they need the environment on PATH.
 # shellcheck disable=SC1091
 source .venv/bin/activate
 

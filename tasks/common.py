@@ -10,7 +10,7 @@ from typing import Any
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from workspace.storage import fault_errno
+from catdog.workspace.storage import fault_errno
 
 __all__ = ["TASK_OPTIONS", "epoch_progress", "progress_logger", "run_logger"]
 

@@ -1,7 +1,7 @@
 """Features task: VGG16 conv-base features of every split and augmented view, streamed to disk.
 
 The work is cut into shards (``features.shard_batches`` batches each) that Prefect maps over the
-flow's task runner: local threads by default, or a Dask cluster (see ``servers/dask.py``). Each
+flow's task runner: local threads by default, or a Dask cluster (``catdog/servers/dask.py``). Each
 shard loads the conv base from the weights file this stage saved first, so every worker uses
 exactly the same weights, and writes its features into the stage's staging folder. That folder
 must therefore be on a filesystem every worker sees at the same path; only paths travel through

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli.main import QUIET_ENV
+from catdog.cli.main import QUIET_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PHOTOS = Path(
@@ -81,10 +81,6 @@ PROJECT_FILES = (
     "catdog",
     "tasks",
     "flows",
-    "tracking",
-    "servers",
-    "workspace",
-    "cli",
 )
 
 TINY_PARAMS = {
@@ -202,7 +198,7 @@ def make_project_copy(
     dest: Path, params: dict[str, object] | None = None, *, tiny: bool = True
 ) -> Path:
     """A fresh git + DVC repository holding the project's code and (by default) tiny params."""
-    from workspace.params_file import apply_params
+    from catdog.workspace.params_file import apply_params
 
     dest.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
@@ -230,7 +226,7 @@ def make_project_copy(
 def prefect_server_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
     """The home of one real Prefect server (on 127.0.0.1) for every end-to-end test of the
     session (None when ``PREFECT_API_URL`` names one already)."""
-    from servers.prefect import prefect_home, stop_prefect_server
+    from catdog.servers.prefect import prefect_home, stop_prefect_server
 
     if os.environ.get("PREFECT_API_URL"):
         yield None
@@ -251,7 +247,7 @@ def prefect_server_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
 @pytest.fixture(scope="session")
 def prefect_api(prefect_server_home: Path | None) -> str:
     """The shared server's API."""
-    from servers.prefect import ensure_prefect_api
+    from catdog.servers.prefect import ensure_prefect_api
 
     if prefect_server_home is None:
         return os.environ["PREFECT_API_URL"]
@@ -267,8 +263,8 @@ def e2e_env(prefect_api: str, prefect_server_home: Path | None, tmp_path: Path) 
     """
     import warnings
 
-    from servers.health import is_healthy
-    from servers.prefect import ensure_prefect_api
+    from catdog.servers.health import is_healthy
+    from catdog.servers.prefect import ensure_prefect_api
 
     api = prefect_api
     if prefect_server_home is not None and not is_healthy(f"{api}/health"):

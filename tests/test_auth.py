@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servers.auth import AuthError, read_credentials, require_credentials
+from catdog.servers.auth import AuthError, read_credentials, require_credentials
 from tests.conftest import bin_dir, make_project_copy, project_env, run
 from tests.test_platform import (
     AUTH,

@@ -1,4 +1,4 @@
-"""The comparison report reads executions logged in the shape tracking/runs.py logs them."""
+"""The comparison report reads executions logged in the shape catdog/tracking/runs.py logs them."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from catdog.intervals import mcnemar_exact, wilson_interval
-from tests.conftest import table_rows
-from tracking.compare import (
+from catdog.tracking.compare import (
     METRICS,
     collect_runs,
     differing_params,
     render_report,
     run_compare,
 )
-from tracking.ranking import NOT_COMPARABLE, rank_executions
+from catdog.tracking.ranking import NOT_COMPARABLE, rank_executions
+from tests.conftest import table_rows
 
 MODELS = ("classifier", "finetune", "scratch")
 T0 = 1_700_000_000_000  # ms

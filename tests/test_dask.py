@@ -11,9 +11,9 @@ import pytest
 
 from catdog import vocabulary as vocab
 from catdog.features import Shard, assemble_shards, plan_shards
-from servers.dask import DASK_ADDRESS_ENV, LOCAL_WORKERS, task_runner
+from catdog.servers.dask import DASK_ADDRESS_ENV, LOCAL_WORKERS, task_runner
+from catdog.workspace.params_file import resolve_params
 from tests.conftest import REPO, TINY_PARAMS
-from workspace.params_file import resolve_params
 
 # batch 3 and 2 batches per shard: 8 shards, some ending in a short shard and a short batch.
 # A weights file, as with ImageNet: an untrained conv base draws its initial weights from
@@ -70,7 +70,7 @@ def test_task_runner_is_local_threads_unless_a_dask_address_is_given(monkeypatch
 
 
 def test_stage_and_run_take_a_dask_address():
-    from cli.main import build_parser
+    from catdog.cli.main import build_parser
 
     for argv in (["stage", "features"], ["run"]):
         args = build_parser().parse_args([*argv, "--dask-address", "tcp://10.0.0.5:8786"])
@@ -113,13 +113,13 @@ def _copy(prepared: Path, dest: Path) -> Path:
 
 
 def _run_features_flow(workspace: Path, api_url: str, address: str | None = None) -> None:
-    """The features task in a Prefect flow run whose task runner comes from servers.dask."""
+    """The features task in a Prefect flow run whose task runner comes from catdog.servers.dask."""
     from prefect import flow
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from servers.dask import with_task_runner
+    from catdog.servers.dask import with_task_runner
     from tasks.features import features
 
     @flow(name="catdog-features-test", validate_parameters=False)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from catdog import vocabulary as vocab
+from catdog.workspace.params_file import resolve_params
 from tests.conftest import REPO, TINY_PARAMS
-from workspace.params_file import resolve_params
 
 pytestmark = pytest.mark.e2e
 

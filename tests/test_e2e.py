@@ -35,7 +35,7 @@ def mlflow_runs(project: Path) -> tuple[object, list[object]]:
 
 
 def set_param(project: Path, key: str, value: object) -> None:
-    from workspace.params_file import apply_params
+    from catdog.workspace.params_file import apply_params
 
     apply_params(project, overrides=[f"{key}={value}"])
 

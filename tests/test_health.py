@@ -13,8 +13,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from cli.main import main
-from servers import health
+from catdog.cli.main import main
+from catdog.servers import health
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cli.main import COMMANDS, main
+from catdog.cli.main import COMMANDS, main
 
 
 @pytest.mark.parametrize("argv", [[]] + [[command.name] for command in COMMANDS], ids=str)

@@ -7,13 +7,13 @@ import subprocess
 import sys
 import textwrap
 
-from cli.main import INTERRUPTED
+from catdog.cli.main import INTERRUPTED
 from tests.conftest import REPO
 
 SWALLOWS_CTRL_C = textwrap.dedent(
     """
     import time
-    import cli.main as cli
+    import catdog.cli.main as cli
 
     cli.INTERRUPT_GRACE_S = 1.0
     with cli._interrupt_ends_the_process():

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from catdog import code_deps as code_deps_module
 from catdog import stage_table
 from catdog.code_deps import code_deps
 
 REPO = Path(__file__).resolve().parents[1]
 ALL = tuple(stage_table.STAGE_NAMES)
-PACKAGES = ("catdog", "tasks", "flows", "tracking", "servers", "workspace", "cli")
+PACKAGES = ("catdog", "tasks", "flows")
+RUNNERS = code_deps_module.RUNNER_PACKAGES
 
 # module -> the stages whose DVC code deps list it. A change here is a change to what an edit
 # re-runs: make it on purpose. Zip handling and the generator stale only ingest; dedupe and split
@@ -153,7 +155,7 @@ def _loaded_after_import(modules: list[str]) -> set[str]:
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
-        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+        "print(' '.join(sorted(sys.modules)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
@@ -161,10 +163,29 @@ def _loaded_after_import(modules: list[str]) -> set[str]:
     return set(out.split())
 
 
+def _is_runner(module: str) -> bool:
+    return any(module == r or module.startswith(r + ".") for r in RUNNERS)
+
+
 def test_core_imports_no_orchestration_framework():
-    core = [m for m in _project_modules() if m.split(".")[0] == "catdog"]
+    core = [m for m in _project_modules() if m.split(".")[0] == "catdog" and not _is_runner(m)]
+    assert "catdog.params" in core and "catdog.plots.history" in core
     loaded = _loaded_after_import(core)
-    assert loaded & {"prefect", "mlflow", "dvc", *PACKAGES[1:]} == set()
+    frameworks = {
+        m for m in loaded if m.split(".")[0] in {"prefect", "mlflow", "dvc", "tasks", "flows"}
+    }
+    assert frameworks | {m for m in loaded if _is_runner(m)} == set()
+
+
+def test_only_catdog_is_installed():
+    """Outside the checkout, the generic names of the workspace's folders are not importable."""
+    names = ("tasks", "flows", "cli", "tracking", "servers", "workspace")
+    code = f"import importlib.util as u; print([n for n in {names!r} if u.find_spec(n)])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/"
+    ).stdout
+    assert out.strip() == "[]"
+    assert subprocess.run([sys.executable, "-c", "import catdog.cli.main"], cwd="/").returncode == 0
 
 
 @pytest.mark.parametrize("stage", ["ingest", "split"])

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from catdog.params import Params, ParamsError, load_params, missing_keys, read_params_file
-from workspace.params_file import apply_params, resolve_params
+from catdog.workspace.params_file import apply_params, resolve_params
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from catdog import stage_table as pipeline
-from cli.commands import dvc_yaml_text
+from catdog.cli.commands import dvc_yaml_text
 
 REPO = Path(__file__).resolve().parents[1]
 

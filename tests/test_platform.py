@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from catdog.tracking.lineage import dvc_hash
+from catdog.tracking.store import MODEL_TRAINING_VIEW
 from tests.conftest import (
     SCREENSHOTS,
     SHARED_PHOTOS,
@@ -32,8 +34,6 @@ from tests.conftest import (
     project_env,
     run,
 )
-from tracking.lineage import dvc_hash
-from tracking.store import MODEL_TRAINING_VIEW
 
 pytestmark = pytest.mark.e2e
 

@@ -1,5 +1,6 @@
-"""The project's own Prefect server (servers.prefect): started with Prefect's own commands under a
-PREFECT_HOME of the project's, shared by the processes that start at once, stopped by Prefect."""
+"""The project's own Prefect server (catdog.servers.prefect): started with Prefect's own commands
+under a PREFECT_HOME of the project's, shared by the processes that start at once, stopped by
+Prefect."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from servers.prefect import (
+from catdog.servers.prefect import (
     PrefectServerError,
     ensure_prefect_api,
     prefect_home,
@@ -42,7 +43,7 @@ print(json.dumps({"id": smoke()}))
 
 def _ensure_in_a_process(home: Path) -> subprocess.Popen[str]:
     code = (
-        "from pathlib import Path; from servers.prefect import ensure_prefect_api; "
+        "from pathlib import Path; from catdog.servers.prefect import ensure_prefect_api; "
         f"print(ensure_prefect_api(Path({str(home)!r})))"
     )
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
@@ -71,10 +72,10 @@ def home(tmp_path, monkeypatch):
 
 
 def test_a_team_server_in_prefect_api_url_is_used_and_nothing_started(home, monkeypatch):
-    import servers.prefect
+    from catdog.servers import prefect as servers_prefect
 
     probed = []
-    monkeypatch.setattr(servers.prefect, "probe", lambda url: probed.append(url) or "")
+    monkeypatch.setattr(servers_prefect, "probe", lambda url: probed.append(url) or "")
     monkeypatch.setenv("PREFECT_API_URL", "http://team.example:4200/api")
     assert ensure_prefect_api(home) == "http://team.example:4200/api"
     assert probed == ["http://team.example:4200/api/health"]  # it must answer, now

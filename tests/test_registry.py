@@ -18,11 +18,17 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from catdog.predict import predict_images
+from catdog.tracking.champion import ALIAS, CHAMPION_MODEL, choose_challenger, promote_champion
+from catdog.tracking.lineage import (
+    dvc_hash,
+    lineage,
+    parse_model_reference,
+    render_lineage,
+    run_lineage,
+)
+from catdog.tracking.models import load_model_reference, log_keras_model
+from catdog.tracking.registry import REGISTERED_NAMES
 from tests.conftest import tiny_image_model, write_image
-from tracking.champion import ALIAS, CHAMPION_MODEL, choose_challenger, promote_champion
-from tracking.lineage import dvc_hash, lineage, parse_model_reference, render_lineage, run_lineage
-from tracking.models import load_model_reference, log_keras_model
-from tracking.registry import REGISTERED_NAMES
 
 
 @pytest.fixture

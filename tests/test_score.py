@@ -18,14 +18,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from catdog.cli import commands
+from catdog.cli.main import main
 from catdog.intervals import format_interval, noise_sentence, wilson_interval
 from catdog.score import find_photos, render_report, score_photos
 from catdog.sources import prepare_source
-from cli import commands
-from cli.main import main
+from catdog.tracking.lineage import dvc_hash
+from catdog.tracking.models import log_keras_model
 from tests.conftest import REPO, tiny_image_model
-from tracking.lineage import dvc_hash
-from tracking.models import log_keras_model
 
 REPORT_PHOTOS = Path(
     os.environ.get(

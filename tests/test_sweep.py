@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from catdog.tracking.ranking import NOT_COMPARABLE
 from tests.conftest import bin_dir, make_project_copy, run, table_rows
-from tracking.ranking import NOT_COMPARABLE
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from tracking.lineage import dvc_hash
+from catdog.tracking.lineage import dvc_hash
 
 
 def test_dvc_hash_is_dvcs_own_and_its_state_database_notices_changes(tmp_path):

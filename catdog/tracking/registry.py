@@ -18,7 +18,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from catdog import vocabulary as vocab
-from tracking.lineage import LINEAGE_TAG_KEYS, MODEL_TAG, dvc_hash
+from catdog.tracking.lineage import LINEAGE_TAG_KEYS, MODEL_TAG, dvc_hash
 
 __all__ = [
     "REGISTERED_NAMES",
@@ -59,7 +59,7 @@ def _version_of(name: str, model_hash: str) -> Any | None:
 def _register_from_workspace(stage: str, root: Path, model_hash: str) -> Any:
     """Register the workspace's model when no version of it exists (e.g. trained elsewhere)."""
     from catdog.models import load_model  # Keras: only evaluate's process gets here
-    from tracking.models import log_keras_model
+    from catdog.tracking.models import log_keras_model
 
     info = log_keras_model(
         load_model(root / vocab.model_path(stage)),

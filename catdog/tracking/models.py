@@ -15,7 +15,7 @@ import numpy as np
 
 from catdog.errors import ModelReferenceError
 from catdog.predict import images_model
-from tracking.store import tracking_uri
+from catdog.tracking.store import tracking_uri
 
 __all__ = ["load_model_reference", "log_keras_model", "pip_requirements", "source_tags"]
 
@@ -32,7 +32,7 @@ def pip_requirements() -> list[str]:
 
 def source_tags() -> dict[str, str]:
     """The active run's source (``catdog stage scratch``) for a model logged in it: MLflow would
-    otherwise name the process's script, ``__main__.py`` under ``python -m cli``."""
+    otherwise name the process's script, ``__main__.py`` under ``python -m catdog.cli``."""
     run = mlflow.active_run()
     source = run.data.tags.get("mlflow.source.name", "") if run else ""
     return {"mlflow.source.name": source} if source else {}
@@ -83,7 +83,7 @@ def _load_mlflow_model(reference: str) -> keras.Model:
             f"--model {reference}: {reason}; see the registered models in MLflow's UI "
             "(catdog ui), or give a .keras file"
         ) from None
-    model = getattr(served, "model", None)  # the served champion (tracking/served_model.py)
+    model = getattr(served, "model", None)  # the served champion (catdog/tracking/served_model.py)
     if not isinstance(model, keras.Model):
         raise ModelReferenceError(f"--model {reference}: not a catdog model (flavors: {flavors})")
     return model

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catdog.errors import CatdogError
-from workspace.lock import Owner
+from catdog.workspace.lock import Owner
 
 __all__ = ["ExecutionInfo", "describe_execution", "git_commit", "require_git_checkout"]
 

@@ -2,8 +2,8 @@
 ranking of the executions per model with paired tests, and the params that differ between them.
 
 Each execution is a parent run (tag ``catdog.kind=pipeline``) with a child run per stage that ran
-(see :mod:`tracking.runs`). An execution is reported when it has a finished ``evaluate`` child
-that logged metrics.
+(see :mod:`catdog.tracking.runs`). An execution is reported when it has a finished
+``evaluate`` child that logged metrics.
 
 Params: an execution's params are those its own stages logged, completed, for every stage it
 skipped (DVC found it up to date), by the most recent earlier execution that ran that stage
@@ -32,8 +32,8 @@ import pandas as pd
 
 from catdog.io import write_text
 from catdog.report import interval_table, to_markdown
+from catdog.tracking.ranking import count_text, execution_label, rank_executions, ranking_blocks
 from catdog.vocabulary import MODELS
-from tracking.ranking import count_text, execution_label, rank_executions, ranking_blocks
 
 __all__ = [
     "METRICS",

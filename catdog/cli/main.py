@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli import arguments, commands
+from catdog.cli import arguments, commands
 
 __all__ = ["COMMANDS", "QUIET_ENV", "Command", "build_parser", "main"]
 
@@ -232,11 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    from catdog.cli.terminal import drop_false_retracing_warnings, quiet_tensorflow_import
     from catdog.errors import CatdogError, StorageError
-    from cli.terminal import drop_false_retracing_warnings, quiet_tensorflow_import
-    from servers.health import apply_http_defaults, server_lost_message
-    from workspace.paths import find_workspace
-    from workspace.storage import storage_fault_message
+    from catdog.servers.health import apply_http_defaults, server_lost_message
+    from catdog.workspace.paths import find_workspace, use_workspace_code
+    from catdog.workspace.storage import storage_fault_message
 
     apply_http_defaults()  # before Prefect reads its settings
 
@@ -245,7 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
         with _interrupt_ends_the_process():
-            return int(args.handler(args, find_workspace()))
+            workspace = find_workspace()
+            use_workspace_code(workspace)
+            return int(args.handler(args, workspace))
     except CatdogError as error:
         if debug:
             raise

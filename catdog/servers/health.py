@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from catdog.errors import CatdogError, error_chain
-from workspace.paths import local_tracking_uri
+from catdog.workspace.paths import local_tracking_uri
 
 __all__ = [
     "FALLBACK_VARIABLE",

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 
 from catdog.io import write_text
-from servers.auth import (
+from catdog.servers.auth import (
     MLFLOW_PASSWORD,
     MLFLOW_USER,
     PREFECT_AUTH,
@@ -35,9 +35,9 @@ from servers.auth import (
     ServerCredentials,
     read_credentials,
 )
-from servers.health import is_healthy
-from servers.prefect import prefect_home, stop_prefect_server
-from workspace.paths import MLFLOW_ARTIFACTS, MLFLOW_DB, local_tracking_uri, state_dir
+from catdog.servers.health import is_healthy
+from catdog.servers.prefect import prefect_home, stop_prefect_server
+from catdog.workspace.paths import MLFLOW_ARTIFACTS, MLFLOW_DB, local_tracking_uri, state_dir
 
 __all__ = ["LOOPBACK", "ServeOptions", "Service", "serve"]
 
@@ -239,7 +239,7 @@ def serve(home: Path, options: ServeOptions, *, start_timeout_s: float = 120.0) 
     creds = _credentials(options)  # before anything is started
     if stop_prefect_server(home):  # the on-demand server holds the same Prefect home
         sys.stdout.write("stopped the project's background Prefect server; serving it here\n")
-    from tracking.store import serve_artifacts_through_server
+    from catdog.tracking.store import serve_artifacts_through_server
 
     serve_artifacts_through_server(home)
     services = [_mlflow_service(home, options, creds), _prefect_service(home, options, creds)]

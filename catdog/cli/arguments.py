@@ -1,4 +1,4 @@
-"""The arguments of each ``catdog`` command (the table of commands is in :mod:`cli.main`)."""
+"""The arguments of each ``catdog`` command (the table of commands is in :mod:`catdog.cli.main`)."""
 
 from __future__ import annotations
 

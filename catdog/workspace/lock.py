@@ -23,7 +23,7 @@ import psutil
 
 from catdog.errors import CatdogError
 from catdog.io import write_json
-from workspace.paths import state_dir
+from catdog.workspace.paths import state_dir
 
 __all__ = ["Owner", "WorkspaceBusyError", "dvc_ancestor", "hold_workspace", "run_owner"]
 
@@ -54,7 +54,7 @@ class Owner:
 def _command_line(process: psutil.Process) -> str:
     words = process.cmdline()
     if words and Path(words[0]).name.startswith("python") and words[1:2] == ["-m"]:
-        words = words[2:]  # `python -m cli stage x` reads as `cli stage x`
+        words = words[2:]  # `python -m catdog.cli stage x` reads as `catdog.cli stage x`
     elif words and Path(words[0]).name.startswith("python"):
         words = words[1:]
     return " ".join(Path(words[0]).name if i == 0 else w for i, w in enumerate(words))

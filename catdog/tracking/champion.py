@@ -40,8 +40,8 @@ from mlflow.tracking import MlflowClient
 
 from catdog import vocabulary as vocab
 from catdog.intervals import mcnemar_exact, wilson_interval
-from tracking.lineage import DECISION_TAG, manifest_dataset
-from tracking.registry import (
+from catdog.tracking.lineage import DECISION_TAG, manifest_dataset
+from catdog.tracking.registry import (
     REGISTERED_NAMES,
     TEST_PREFIX,
     describe_version,
@@ -156,7 +156,7 @@ def _incumbent() -> Any | None:
 def _answers(reference: str, test: Any, root: Path, threshold: float) -> np.ndarray:
     """Whether a model gets each test image right, through catdog predict's input path."""
     from catdog.predict import predict_images  # Keras and TensorFlow below: evaluate only
-    from tracking.models import load_model_reference
+    from catdog.tracking.models import load_model_reference
 
     model = load_model_reference(reference, root, root)
     files = [root / path for path in test["path"]]
@@ -359,7 +359,7 @@ def _log_served_model(root: Path, stage: str, threshold: float, scratch: Path) -
 
     from catdog.models import load_model, save_model
     from catdog.predict import images_model
-    from tracking.models import pip_requirements, source_tags
+    from catdog.tracking.models import pip_requirements, source_tags
 
     signature = ModelSignature(
         inputs=Schema([ColSpec(DataType.binary, "image")]),

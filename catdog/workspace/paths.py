@@ -8,6 +8,7 @@ home, logs, the record of the run in progress).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "local_tracking_uri",
     "state_dir",
     "tracking_home",
+    "use_workspace_code",
 ]
 
 STATE_DIR = ".catdog"
@@ -32,6 +34,14 @@ def find_workspace(start: Path | None = None) -> Path:
         if (folder / "dvc.yaml").is_file():
             return folder
     return here
+
+
+def use_workspace_code(workspace: Path) -> None:
+    """Make the workspace's own ``tasks/`` and ``flows/`` importable (they are not installed:
+    only ``catdog`` is, so no generic top-level name lands in anyone's site-packages)."""
+    root = str(workspace)
+    if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 def tracking_home(workspace: Path) -> Path:

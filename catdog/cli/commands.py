@@ -1,4 +1,5 @@
-"""What each ``catdog`` command does, one small function per command (the table is in cli.main).
+"""What each ``catdog`` command does, one small function per command (the table is in
+:mod:`catdog.cli.main`).
 
 Commands import what they need when they run, so ``catdog --help``, ``catdog compare`` and the
 ingest stage never pay for TensorFlow, and only commands that run flows start Prefect.
@@ -15,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workspace.execution import require_git_checkout
-from workspace.lock import dvc_ancestor, hold_workspace
-from workspace.paths import tracking_home
+from catdog.workspace.execution import require_git_checkout
+from catdog.workspace.lock import dvc_ancestor, hold_workspace
+from catdog.workspace.paths import tracking_home
 
 if TYPE_CHECKING:
     from catdog.params import Params
-    from workspace.params_file import ParamsUpdate
+    from catdog.workspace.params_file import ParamsUpdate
 
 __all__ = [
     "compare",
@@ -41,10 +42,10 @@ __all__ = [
 
 def _connect_servers(workspace: Path) -> None:
     """Fail fast if the MLflow server is down; point Prefect at its server (before importing it)."""
-    from servers.auth import require_credentials
-    from servers.health import require_tracking_server
-    from servers.prefect import ensure_prefect_api, prefect_home
-    from tracking.store import tracking_uri
+    from catdog.servers.auth import require_credentials
+    from catdog.servers.health import require_tracking_server
+    from catdog.servers.prefect import ensure_prefect_api, prefect_home
+    from catdog.tracking.store import tracking_uri
 
     home = tracking_home(workspace)
     require_tracking_server(home)  # seconds, not minutes of retries
@@ -53,7 +54,7 @@ def _connect_servers(workspace: Path) -> None:
     if not team_prefect:  # the project's own server, its own history
         os.environ["PREFECT_HOME"] = str(prefect_home(home))
     os.environ["PREFECT_API_URL"] = ensure_prefect_api(home)
-    from cli.terminal import hide_console_tracebacks
+    from catdog.cli.terminal import hide_console_tracebacks
 
     if os.environ.get("CATDOG_DEBUG", "") in ("", "0"):
         hide_console_tracebacks()
@@ -61,9 +62,9 @@ def _connect_servers(workspace: Path) -> None:
 
 def _check_tracking_server(workspace: Path) -> str:
     """The tracking URI, once a tracking server there answers and takes our credentials."""
-    from servers.auth import require_credentials
-    from servers.health import require_tracking_server
-    from tracking.store import tracking_uri
+    from catdog.servers.auth import require_credentials
+    from catdog.servers.health import require_tracking_server
+    from catdog.tracking.store import tracking_uri
 
     home = tracking_home(workspace)
     require_tracking_server(home)
@@ -101,7 +102,7 @@ def run_stage(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog stage NAME``: one stage; recorded in dvc.lock by DVC, or here when run by hand."""
     from catdog.errors import ParamsError
     from catdog.params import load_params
-    from workspace.params_file import PARAMS_FILE, apply_params, require_params_unchanged
+    from catdog.workspace.params_file import PARAMS_FILE, apply_params, require_params_unchanged
 
     under_dvc = dvc_ancestor() is not None
     if under_dvc and (args.params or args.overrides):
@@ -122,11 +123,11 @@ def run_stage(args: argparse.Namespace, workspace: Path) -> int:
         snapshot = (workspace / PARAMS_FILE).read_bytes()  # what the stage reads
         from prefect import tags
 
+        from catdog.servers.dask import with_task_runner
+        from catdog.workspace.dvc_state import DvcRecord
+        from catdog.workspace.execution import describe_execution
+        from catdog.workspace.lock import run_owner
         from flows.stages import STAGE_FLOWS, trigger
-        from servers.dask import with_task_runner
-        from workspace.dvc_state import DvcRecord
-        from workspace.execution import describe_execution
-        from workspace.lock import run_owner
 
         stage_flow = with_task_runner(STAGE_FLOWS[args.name], args.dask_address)
         info = describe_execution(workspace, trigger(), run_owner(trigger()))
@@ -145,7 +146,7 @@ def run_stage(args: argparse.Namespace, workspace: Path) -> int:
 
 def run_pipeline(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog run``: the stages DVC finds stale, as one Prefect flow run."""
-    from workspace.params_file import apply_params
+    from catdog.workspace.params_file import apply_params
 
     started = time.perf_counter()
     require_git_checkout(workspace)
@@ -156,10 +157,10 @@ def run_pipeline(args: argparse.Namespace, workspace: Path) -> int:
         _say_params(update)
         from prefect import tags
 
+        from catdog.servers.dask import with_task_runner
+        from catdog.workspace.execution import describe_execution
+        from catdog.workspace.lock import run_owner
         from flows.pipeline import TRIGGER, pipeline_flow
-        from servers.dask import with_task_runner
-        from workspace.execution import describe_execution
-        from workspace.lock import run_owner
 
         info = describe_execution(workspace, TRIGGER, run_owner(TRIGGER))
         run_flow = with_task_runner(pipeline_flow, args.dask_address)
@@ -172,7 +173,7 @@ def run_pipeline(args: argparse.Namespace, workspace: Path) -> int:
 
 
 def _summary(workspace: Path, elapsed: float) -> str:
-    from tracking.store import tracking_uri
+    from catdog.tracking.store import tracking_uri
 
     return (
         f"pipeline done in {elapsed:.0f} s. Results:\n"
@@ -222,7 +223,7 @@ def run_predict(
     """Write path, prob_dog, label as CSV (stdout or ``out``); skipped files go to stderr."""
     from catdog.io import write_text
     from catdog.predict import collect_images, predict_images
-    from tracking.models import load_model_reference
+    from catdog.tracking.models import load_model_reference
 
     files, problems = collect_images(inputs)
     model = load_model_reference(reference, workspace, home)
@@ -318,7 +319,7 @@ def _experiment_name(workspace: Path) -> str:
     Read without validating the rest of the file: a command that only reads or logs to MLflow
     should not stop on a stage's bad value."""
     from catdog.params import MlflowParams, read_params_file
-    from workspace.params_file import PARAMS_FILE
+    from catdog.workspace.params_file import PARAMS_FILE
 
     path = workspace / PARAMS_FILE
     section = read_params_file(path, display=PARAMS_FILE).get("mlflow") if path.is_file() else None
@@ -384,7 +385,9 @@ def run_score(
     with tempfile.TemporaryDirectory(prefix="catdog-score-") as scratch:
         prepared = _prepare_score_source(source, Path(scratch))
         found = find_photos(prepared, str(source))
-        from tracking.models import load_model_reference  # TensorFlow: after the cheap checks
+        from catdog.tracking.models import (
+            load_model_reference,  # TensorFlow: after the cheap checks
+        )
 
         model = load_model_reference(reference, workspace, home)
         result = score_photos(model, found, threshold=threshold)
@@ -404,7 +407,7 @@ def run_score(
 def _log_score(
     result: Any, source: Path, reference: str, home: Path, experiment: str, report: str
 ) -> None:
-    from tracking.evaluation import log_score
+    from catdog.tracking.evaluation import log_score
 
     logged = log_score(
         result, source=source, model_ref=reference, home=home, experiment=experiment, report=report
@@ -434,8 +437,8 @@ def score(args: argparse.Namespace, workspace: Path) -> int:
 
 def serve(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog serve``: MLflow and Prefect servers for a team."""
-    from servers.serve import ServeOptions
-    from servers.serve import serve as serve_both
+    from catdog.servers.serve import ServeOptions
+    from catdog.servers.serve import serve as serve_both
 
     options = ServeOptions(
         host=args.host,
@@ -452,7 +455,7 @@ def serve(args: argparse.Namespace, workspace: Path) -> int:
 
 def compare(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog compare``: the executions' test metrics and differing params, from MLflow."""
-    from tracking.compare import run_compare
+    from catdog.tracking.compare import run_compare
 
     wanted = dict(item.split("=", 1) for item in args.param if "=" in item)
     _check_out(
@@ -466,7 +469,7 @@ def compare(args: argparse.Namespace, workspace: Path) -> int:
 
 def lineage(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog lineage MODEL``: the data, commit and params behind a registered model."""
-    from tracking.lineage import run_lineage
+    from catdog.tracking.lineage import run_lineage
 
     uri = _check_tracking_server(workspace)
     sys.stdout.write(run_lineage(uri, args.reference, args.json))
@@ -491,8 +494,8 @@ def _find_experiment(uri: str, name: str) -> str | None:
 
 def ui(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog ui``: MLflow's UI on the project's store (replaces this process)."""
-    from tracking.store import MODEL_TRAINING_VIEW, tracking_uri
-    from workspace.paths import MLFLOW_ARTIFACTS
+    from catdog.tracking.store import MODEL_TRAINING_VIEW, tracking_uri
+    from catdog.workspace.paths import MLFLOW_ARTIFACTS
 
     home = tracking_home(workspace)
     uri = tracking_uri(home)
@@ -519,8 +522,8 @@ def ui(args: argparse.Namespace, workspace: Path) -> int:
 
 def prefect_server(args: argparse.Namespace, workspace: Path) -> int:
     """``catdog prefect-server start|status|stop``: the project's own Prefect server."""
-    from servers.health import is_healthy
-    from servers.prefect import ensure_prefect_api, recorded_api_url, stop_prefect_server
+    from catdog.servers.health import is_healthy
+    from catdog.servers.prefect import ensure_prefect_api, recorded_api_url, stop_prefect_server
 
     home = tracking_home(workspace)
     if args.action == "stop":

@@ -23,11 +23,11 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from catdog.results import StageResult, flat
+from catdog.tracking.registry import REGISTERED_NAMES, tag_version
+from catdog.tracking.store import configure_mlflow
 from catdog.vocabulary import METRICS, MODELS
-from tracking.registry import REGISTERED_NAMES, tag_version
-from tracking.store import configure_mlflow
-from workspace.execution import ExecutionInfo
-from workspace.lock import Owner
+from catdog.workspace.execution import ExecutionInfo
+from catdog.workspace.lock import Owner
 
 __all__ = [
     "Execution",
@@ -206,7 +206,7 @@ def stage_run(
         except BaseException as error:
             # Bookkeeping only: it must not replace the stage's own error, which is what the
             # user needs to see, e.g. when the tracking server is gone and these calls fail too.
-            from servers.health import tracking_server_gone
+            from catdog.servers.health import tracking_server_gone
 
             status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
             with contextlib.suppress(Exception), _store_errors_unlogged():
@@ -252,7 +252,7 @@ def log_stage_result(result: StageResult, params: Mapping[str, Any]) -> None:
             folder = "plots" if artifact.suffix == ".png" else "reports"
             mlflow.log_artifact(str(artifact), artifact_path=folder)
     if result.model is not None:
-        from tracking.models import log_keras_model  # Keras: only model stages log a model
+        from catdog.tracking.models import log_keras_model  # Keras: only model stages log a model
 
         registered = REGISTERED_NAMES.get(result.stage)
         epochs = len(next(iter(result.history.values()))) if result.history else 0

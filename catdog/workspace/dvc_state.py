@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from workspace.lock import WorkspaceBusyError
+from catdog.workspace.lock import WorkspaceBusyError
 
 __all__ = ["DvcRecord"]
 

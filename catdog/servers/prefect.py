@@ -28,8 +28,8 @@ from pathlib import Path
 import psutil
 
 from catdog.errors import CatdogError
-from servers.health import is_healthy, probe
-from workspace.paths import state_dir
+from catdog.servers.health import is_healthy, probe
+from catdog.workspace.paths import state_dir
 
 __all__ = [
     "DEFAULT_PORT",

@@ -23,9 +23,9 @@ from mlflow.tracking import MlflowClient
 
 from catdog.intervals import format_interval
 from catdog.score import ScoreResult
-from tracking.lineage import dvc_hash
-from tracking.registry import logged_model_id
-from tracking.store import configure_mlflow, run_url
+from catdog.tracking.lineage import dvc_hash
+from catdog.tracking.registry import logged_model_id
+from catdog.tracking.store import configure_mlflow, run_url
 
 __all__ = [
     "MODEL_PREFIX",

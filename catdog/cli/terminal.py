@@ -59,7 +59,7 @@ class _NotARestatement(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         from catdog.errors import CatdogError
-        from workspace.storage import FAULT_ERRNOS
+        from catdog.workspace.storage import FAULT_ERRNOS
 
         message = record.getMessage()
         if message.startswith("catdog: error: "):

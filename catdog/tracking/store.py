@@ -13,7 +13,7 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from workspace.paths import MLFLOW_ARTIFACTS, MLFLOW_DB, local_tracking_uri
+from catdog.workspace.paths import MLFLOW_ARTIFACTS, MLFLOW_DB, local_tracking_uri
 
 __all__ = [
     "LOCAL_UI",

@@ -1,1 +1,0 @@
-"""The catdog command line: `catdog COMMAND`, a table of commands (see cli.main)."""
