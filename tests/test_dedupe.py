@@ -1,6 +1,5 @@
 import io
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -154,11 +153,10 @@ def test_grouping_rejects_bad_input_and_handles_empty():
         group_near_duplicates([2**64])
 
 
-def test_grouping_thousands_of_hashes_is_fast():
+def test_grouping_thousands_of_hashes_finds_the_one_near_pair():
+    """Its speed against the pairwise comparison is measured by bench/dedupe.py."""
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 2**64 - 1, 2400, dtype=np.uint64, endpoint=True).tolist()
     hashes[1234] = hashes[17] ^ 1
-    start = time.perf_counter()
     groups = group_near_duplicates(hashes, 4)
-    assert time.perf_counter() - start < 2.0  # ~20 ms here; generous for slow CI machines
     assert groups[1234] == 17 and len(set(groups.tolist())) == 2399

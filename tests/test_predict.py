@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import keras
@@ -10,9 +11,10 @@ import pandas as pd
 import pytest
 
 from catdog.augmentation import make_augmentation
+from catdog.cli.commands import run_predict
 from catdog.convnets import make_scratch_model
 from catdog.errors import ModelReferenceError
-from cli.commands import run_predict
+from catdog.ingest import ingest_folder
 from tests.conftest import SHARED_PHOTOS, write_image
 
 
@@ -59,14 +61,27 @@ def test_folder_with_a_truncated_file_gives_two_rows_and_reports_the_third(
 def test_stdout_when_no_out_and_converted_images_match_ingested_ones(
     tmp_path, scratch_model, capsys
 ):
-    cmyk = write_image(tmp_path / "a" / "cmyk.jpg", size=(90, 90), mode="CMYK", seed=3)
+    source = tmp_path / "source"
+    for label, seed in (("cat", 3), ("dog", 4)):  # CMYK and palette: both stored as RGB PNG
+        write_image(source / f"{label}.0.jpg", size=(90, 90), mode="CMYK", seed=seed)
+        write_image(source / f"{label}.1.png", size=(90, 70), mode="P", fmt="PNG", seed=seed + 10)
+    report = ingest_folder(source, tmp_path / "raw", max_pixels=10**7, min_per_class=1)
+    stored = {row.path: tmp_path / "raw" / row.out for row in report.by_status("accepted")}
+    assert len(stored) == 4 and all(p.suffix == ".png" for p in stored.values())
+    originals = [source / name for name in sorted(stored)]
     missing = tmp_path / "nowhere.jpg"
-    code = run_predict([cmyk, missing], str(scratch_model), None, tmp_path, tmp_path)
+
+    assert run_predict([*originals, missing], str(scratch_model), None, tmp_path, tmp_path) == 0
     captured = capsys.readouterr()
-    assert code == 0
-    lines = captured.out.strip().splitlines()
-    assert lines[0] == "path,prob_dog,label" and len(lines) == 2
+    from_originals = pd.read_csv(io.StringIO(captured.out))
     assert "nowhere.jpg: no such file" in captured.err
+    ingested = [stored[name] for name in sorted(stored)]
+    assert run_predict(ingested, str(scratch_model), None, tmp_path, tmp_path) == 0
+    from_ingested = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(from_originals["path"]) == [str(p) for p in originals]
+    # the same pixels reach the model whether predict converts a file or the ingest stored it
+    np.testing.assert_array_equal(from_originals["prob_dog"], from_ingested["prob_dog"])
+    assert from_originals["prob_dog"].nunique() > 1  # four different images, four answers
 
 
 def test_nothing_readable_exits_non_zero_and_bad_model_says_what_to_do(tmp_path, scratch_model):
@@ -91,7 +106,7 @@ def test_nothing_readable_exits_non_zero_and_bad_model_says_what_to_do(tmp_path,
 def test_bad_predict_arguments_are_one_line_and_write_nothing(
     tmp_path, capsys, monkeypatch, arguments, message
 ):
-    from cli.main import main
+    from catdog.cli.main import main
 
     photo = write_image(tmp_path / "photo.jpg", seed=3)
     (tmp_path / "params.yaml").write_text("kept: true\n")
