@@ -8,6 +8,7 @@ import concurrent.futures
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -135,12 +136,21 @@ def test_two_checkouts_keep_their_own_run_history(tmp_path, monkeypatch):
         stop_prefect_server(second)
 
 
-def test_a_killed_server_is_started_again_and_stop_stops_it(home):
+def test_a_killed_server_is_started_again_and_stop_stops_it(home, monkeypatch):
+    from catdog.servers import prefect as servers_prefect
+
     url = ensure_prefect_api(home)
     server = psutil.Process(_server_pid(home))
     os.kill(server.pid, signal.SIGKILL)
     server.wait(timeout=30)
-    again = ensure_prefect_api(home)  # Prefect's pid file still names the dead one
+    # another program takes the port the restart picks, between the look and the start
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        held = taken.getsockname()[1]
+        ports = [held]
+        free = servers_prefect._free_port
+        monkeypatch.setattr(servers_prefect, "_free_port", lambda: ports.pop() if ports else free())
+        again = ensure_prefect_api(home)  # Prefect's pid file still names the dead one
+    assert not ports and f":{held}/" not in again
     assert httpx.get(f"{again}/health", timeout=5).json() is True
     assert _server_pid(home) != server.pid
     assert stop_prefect_server(home)

@@ -87,6 +87,15 @@ def _free_port() -> int:
     raise PrefectServerError(f"no free port on {HOST} for the project's Prefect server")
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
 @contextlib.contextmanager
 def _start_lock(home: Path) -> Iterator[None]:
     """One process at a time checks or starts the server (the kernel drops a dead one's lock)."""
@@ -152,8 +161,9 @@ def _start(home: Path) -> str:
     """Start the project's server with Prefect's commands and wait until it answers.
 
     Two projects starting their servers at the same moment can both find a port free; the one
-    that binds it second fails, while Prefect's status check finds the other one answering. So
-    the port is checked to be this project's server's, and another is tried if it is not.
+    that binds it second fails (or Prefect refuses the port as in use), while Prefect's status
+    check may find the other one answering. So the port is checked to be this project's server's,
+    and another is tried if it is not.
     """
     for _ in range(START_ATTEMPTS):
         if (prefect_home(home) / _PID_FILE).exists() and _server_process(home) is None:
@@ -161,7 +171,13 @@ def _start(home: Path) -> str:
         port = _free_port()
         url = f"http://{HOST}:{port}/api"
         _prefect(home, "config", "set", f"PREFECT_API_URL={url}", f"PREFECT_UI_API_URL={url}")
-        _prefect(home, "server", "start", "--background", "--host", HOST, "--port", str(port))
+        start = ("server", "start", "--background", "--host", HOST, "--port", str(port))
+        try:
+            _prefect(home, *start)
+        except PrefectServerError:
+            if _port_is_free(port):
+                raise  # not the race for the port: Prefect's own failure, named in the log
+            continue  # taken since _free_port looked: try another
         _prefect(home, "server", "status", "--wait", "--timeout", str(START_TIMEOUT_S))
         if _answers_for(home, url):
             return url
