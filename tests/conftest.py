@@ -87,7 +87,7 @@ TINY_PARAMS = {
     "data.synthetic.per_class": 12,
     "data.image_size": 80,
     "augment.views": 1,
-    "features.weights": "auto",  # offline and with an empty KERAS_HOME: untrained, with a warning
+    "features.weights": "auto",  # OFFLINE, empty KERAS_HOME: untrained, with a warning
     "classifier.epochs": 2,
     "finetune.epochs": 1,
     "scratch.epochs": 1,
@@ -99,10 +99,17 @@ def bin_dir() -> Path:
     return Path(sys.executable).parent
 
 
+#: The project's commands run as if offline, whatever the machine can reach: HTTPS (the ImageNet
+#: download of ``features.weights: auto``) goes to a port nobody listens on, so ``auto`` always
+#: means the untrained conv base the tests expect; the local servers are plain HTTP on loopback.
+OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+
+
 def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{bin_dir()}{os.pathsep}{env.get('PATH', '')}"
     env.pop("DVC_ROOT", None)
+    env.update(OFFLINE)
     env.update(extra or {})
     return env
 

@@ -126,12 +126,11 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(repro_project):
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     raw_md5 = next(o["md5"] for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/raw")
     assert by_name["evaluate"].data.tags["dvc.data_raw"] == raw_md5
-    # features.weights=auto with no cached ImageNet file (and no network): loud fallback
+    # features.weights=auto with no cached ImageNet file and no network (OFFLINE): loud fallback
     features = by_name["features"].data.tags
-    if features["weights"] != "imagenet":
-        assert features["weights"] == "untrained"
-        assert "UNTRAINED" in features["catdog.warning"]
-        assert "UNTRAINED" in parent.data.tags["catdog.warning"]
+    assert features["weights"] == "untrained"
+    assert "UNTRAINED" in features["catdog.warning"]
+    assert "UNTRAINED" in parent.data.tags["catdog.warning"]
     for child in children:  # every run says which weights it was made with
         assert child.data.tags["weights.requested"] == "auto"
     assert {by_name[n].data.tags["weights"] for n in ("classifier", "finetune", "evaluate")} == {
