@@ -22,6 +22,7 @@ __all__ = [
     "Params",
     "ParamsError",
     "TrainParams",
+    "flat_params",
     "load_params",
     "missing_keys",
     "parse_params",
@@ -344,12 +345,15 @@ def parse_params(
         raise ParamsError(_format_error(error, origin, origins or {})) from None
 
 
-def _leaves(mapping: Mapping[str, Any], prefix: str = "") -> list[str]:
-    keys = []
+def flat_params(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A params mapping as dotted keys and their leaf values, e.g. ``{"scratch.epochs": 45}``."""
+    flat: dict[str, Any] = {}
     for key, value in mapping.items():
-        dotted = f"{prefix}{key}"
-        keys += _leaves(value, f"{dotted}.") if isinstance(value, Mapping) else [dotted]
-    return keys
+        if isinstance(value, Mapping):
+            flat |= {f"{key}.{k}": v for k, v in flat_params(value).items()}
+        else:
+            flat[str(key)] = value
+    return flat
 
 
 def missing_keys(raw: Mapping[str, Any]) -> list[str]:
@@ -358,8 +362,8 @@ def missing_keys(raw: Mapping[str, Any]) -> list[str]:
     ``params.yaml`` must hold every key: ``dvc.yaml`` reads them from the file, and ``dvc.lock``
     records what it read, so a key left to its default would be neither checked nor recorded.
     """
-    present = set(_leaves(raw))
-    return [key for key in _leaves(Params().model_dump()) if key not in present]
+    present = set(flat_params(raw))
+    return [key for key in flat_params(Params().model_dump()) if key not in present]
 
 
 def read_params_file(path: Path, *, display: str | None = None) -> dict[str, Any]:

@@ -4,8 +4,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from catdog.params import Params, ParamsError, load_params, missing_keys, read_params_file
-from catdog.workspace.params_file import apply_params, resolve_params
+from catdog.params import (
+    Params,
+    ParamsError,
+    flat_params,
+    load_params,
+    missing_keys,
+    read_params_file,
+)
+from catdog.workspace.params_file import apply_params, preset_values, resolve_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,35 +90,65 @@ def test_a_rejected_override_writes_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
-def test_a_preset_replaces_params_yaml(tmp_path):
+def test_a_preset_is_laid_over_the_defaults_not_over_the_last_run(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    apply_params(tmp_path, REPO / "params-best.yaml", ["classifier.epochs=3"])
     update = apply_params(tmp_path, REPO / "params-book.yaml", ["scratch.epochs=7"])
     assert update.preset.endswith("params-book.yaml") and update.changed
-    assert update.params.data.image_size == 180 and update.params.scratch.epochs == 7
-    assert "# The book's recipe" in (tmp_path / "params.yaml").read_text()
+    expected = Params().model_dump(mode="json")
+    expected["data"]["image_size"] = 180
+    expected["split"]["counts"] = [1000, 500, 1000]
+    expected["augment"]["views"] = 0
+    expected["features"]["weights"] = "imagenet"
+    expected["finetune"]["epochs"] = 30
+    expected["scratch"]["epochs"] = 7  # -S over the preset
+    written = (tmp_path / "params.yaml").read_text()
+    assert yaml.safe_load(written) == expected  # nothing left of params-best.yaml or -S before
+    assert update.params == load_params(tmp_path / "params.yaml")
+    assert "# Parameters of every stage" in written  # params.yaml's comments stay
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "empty.yaml: holds no params; start from a copy of params.yaml"),
-        ("data: {image_size: 80}\n", "empty.yaml: missing data.source, data.synthetic.per_class"),
-    ],
-)
-def test_an_empty_or_partial_preset_is_refused_and_params_yaml_kept(tmp_path, text, message):
+def test_a_bad_key_or_value_in_a_preset_names_the_preset(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     before = (tmp_path / "params.yaml").read_bytes()
-    preset = tmp_path / "empty.yaml"
-    preset.write_text(text)
-    with pytest.raises(ParamsError) as error:
-        apply_params(tmp_path, preset)
-    assert str(error.value).startswith(f"{tmp_path}/{message}") and "\n" not in str(error.value)
+    preset = tmp_path / "mine.yaml"
+    for text, message in (
+        ("scratch: {epocs: 3}\n", "mine.yaml: scratch.epocs: unknown key (did you mean 'epochs'?)"),
+        ("scratch: {epochs: 0}\n", "mine.yaml: scratch.epochs: Input should be greater than"),
+    ):
+        preset.write_text(text)
+        with pytest.raises(ParamsError) as error:
+            apply_params(tmp_path, preset)
+        assert str(error.value).startswith(f"{tmp_path}/{message}"), str(error.value)
     assert (tmp_path / "params.yaml").read_bytes() == before
 
 
-def test_every_preset_holds_every_key():
-    for name in ("params.yaml", "params-book.yaml", "params-best.yaml"):
-        assert missing_keys(read_params_file(REPO / name)) == [], name
+def test_an_empty_preset_or_a_partial_params_yaml_is_refused_and_params_yaml_kept(tmp_path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    before = (tmp_path / "params.yaml").read_bytes()
+    preset = tmp_path / "empty.yaml"
+    preset.write_text("")
+    with pytest.raises(ParamsError) as error:
+        apply_params(tmp_path, preset)
+    assert str(error.value).startswith(f"{tmp_path}/empty.yaml: holds no params; a preset holds")
+    assert (tmp_path / "params.yaml").read_bytes() == before
+    (tmp_path / "params.yaml").write_text("data: {image_size: 80}\n")
+    with pytest.raises(ParamsError) as error:
+        apply_params(tmp_path, overrides=["data.image_size=96"])
+    assert str(error.value).startswith("params.yaml: missing data.source, data.synthetic")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("preset", ["params-book.yaml", "params-best.yaml"])
+def test_each_preset_is_an_overlay_that_validates_over_the_defaults(preset):
+    laid = preset_values(REPO / preset)
+    defaults = flat_params(Params().model_dump(mode="json"))
+    assert all(defaults[key] != value for key, value in laid.items() if key != "scratch.patience")
+    params, _ = resolve_params(REPO / "params.yaml", preset=REPO / preset)
+    assert {
+        k: v for k, v in flat_params(params.model_dump(mode="json")).items() if k in laid
+    } == laid
+    assert missing_keys(read_params_file(REPO / "params.yaml")) == []
 
 
 def test_malformed_files(tmp_path):
@@ -136,7 +173,7 @@ def test_params_are_frozen_and_sections_reachable_by_dotted_key():
 
 
 def test_book_preset_is_the_books_recipe():
-    book = load_params(REPO / "params-book.yaml")
+    book, _ = resolve_params(REPO / "params.yaml", preset=REPO / "params-book.yaml")
     assert book.data.image_size == 180
     assert (book.scratch.epochs, book.classifier.epochs, book.finetune.epochs) == (100, 20, 30)
     assert book.finetune.learning_rate == 1e-5 and book.finetune.unfreeze == 4
@@ -146,3 +183,27 @@ def test_book_preset_is_the_books_recipe():
     # everything else is the same as params.yaml
     same = {"ingest", "evaluate", "mlflow"}
     assert all(getattr(book, s) == getattr(Params(), s) for s in same)
+
+
+def test_catdog_params_writes_the_preset_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    from catdog.cli.main import main
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    monkeypatch.chdir(tmp_path)
+    argv = ["params", "--params", str(REPO / "params-best.yaml"), "-S", "scratch.epochs=3"]
+    assert main(argv) == 0
+    assert "params.yaml now holds" in capsys.readouterr().err
+    written = load_params(tmp_path / "params.yaml")
+    assert (written.scratch.arch, written.scratch.epochs, written.data.image_size) == (
+        "xception",
+        3,
+        160,
+    )
+    assert main(argv) == 0 and "already holds" in capsys.readouterr().err
+    assert main(["params", "-S", "scratch.epocs=3"]) == 2
+    assert (
+        "catdog: error: -S scratch.epocs=3: scratch.epocs: unknown key" in capsys.readouterr().err
+    )
+    assert load_params(tmp_path / "params.yaml") == written
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix) == ["dvc.yaml", "params.yaml"]

@@ -61,7 +61,8 @@ def _add_params_options(parser: argparse.ArgumentParser) -> None:
         "--params",
         metavar="FILE",
         type=Path,
-        help="a preset params file (e.g. params-book.yaml) to copy into params.yaml first",
+        help="a preset (e.g. params-book.yaml): the keys it sets, laid over the defaults in "
+        "params.yaml first",
     )
     parser.add_argument(
         "-S",
@@ -94,6 +95,10 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     _add_params_options(parser)
     parser.add_argument("--force", action="store_true", help="run every stage, even if up to date")
     _add_dask_option(parser)
+
+
+def add_params(parser: argparse.ArgumentParser) -> None:
+    _add_params_options(parser)
 
 
 def add_dvc_yaml(parser: argparse.ArgumentParser) -> None:

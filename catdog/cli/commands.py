@@ -92,7 +92,7 @@ def _say_params(update: ParamsUpdate) -> None:
     settings = " ".join(f"-S {o}" for o in update.overrides)
     if update.preset:
         extra = f" with {settings}" if settings else ""
-        message = f"params.yaml now holds {update.preset}{extra}"
+        message = f"params.yaml now holds the defaults with {update.preset} over them{extra}"
         sys.stderr.write(f"catdog: {message} (git diff params.yaml)\n")
     elif update.changed:
         sys.stderr.write(f"catdog: params.yaml: wrote {settings} (git diff params.yaml)\n")
@@ -169,6 +169,18 @@ def run_pipeline(args: argparse.Namespace, workspace: Path) -> int:
     ran = [name for name, fate in fates.items() if fate != "up to date"]
     sys.stdout.write(f"ran: {', '.join(ran) or 'nothing (all up to date)'}\n")
     sys.stdout.write(_summary(workspace, time.perf_counter() - started) + "\n")
+    return 0
+
+
+def write_params(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog params``: write a preset and overrides into params.yaml; run nothing."""
+    from catdog.workspace.params_file import apply_params
+
+    with hold_workspace(workspace, "catdog params"):  # not under a run that is using the file
+        update = apply_params(workspace, args.params, args.overrides)
+    _say_params(update)
+    if not update.changed:
+        sys.stderr.write("catdog: params.yaml already holds these params\n")
     return 0
 
 

@@ -82,6 +82,16 @@ COMMANDS: tuple[Command, ...] = (
         commands.run_pipeline,
     ),
     Command(
+        "params",
+        "write a preset and -S values into params.yaml, and run nothing",
+        "Lay a preset (--params FILE: the keys it sets) over the defaults and apply -S values, "
+        "as `catdog run` does before it runs, and write the result into params.yaml; then "
+        "`dvc repro` or `dvc exp run` runs with it. Nothing is written if a key or value is "
+        "wrong, or while a run is using the file.",
+        arguments.add_params,
+        commands.write_params,
+    ),
+    Command(
         "dvc-yaml",
         "write dvc.yaml from the stage table (or check it is current)",
         "dvc.yaml is generated from catdog/stage_table.py, the one source of truth.",

@@ -1,10 +1,11 @@
 """``params.yaml`` as the one record of a run's params: presets and ``-S`` overrides go into it.
 
-``catdog run --params FILE -S key=value`` makes ``params.yaml`` hold ``FILE`` with the overrides
-applied, written the way ``dvc exp run -S`` writes them (DVC's own Hydra-override code, which
-keeps the file's comments), so ``dvc.lock`` always records the params the run used. Everything is
-checked first: a bad key or value, or a file that lacks keys (an empty or partial preset), changes
-nothing and fails naming ``-S`` or the file.
+``catdog run --params PRESET -S key=value`` makes ``params.yaml`` hold the defaults, with the keys
+``PRESET`` changes (a preset is an overlay: ``params-book.yaml`` holds only what the book does
+differently) and then the overrides, written the way ``dvc exp run -S`` writes them (DVC's own
+round-trip YAML writer, which keeps the file's comments), so ``dvc.lock`` always records the
+params the run used. Everything is checked first: an unknown key or a bad value, in the preset
+or an override, or an empty preset, changes nothing and fails naming ``-S`` or the file.
 """
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ from pathlib import Path
 
 from catdog.errors import ParamsError
 from catdog.io import atomic_file
-from catdog.params import Params, missing_keys, parse_params, read_params_file, unknown_key
+from catdog.params import (
+    Params,
+    flat_params,
+    missing_keys,
+    parse_params,
+    read_params_file,
+    unknown_key,
+)
 
 __all__ = [
     "PARAMS_FILE",
     "ParamsChangedError",
     "ParamsUpdate",
     "apply_params",
+    "preset_values",
     "require_params_unchanged",
     "resolve_params",
 ]
@@ -65,23 +74,75 @@ def _apply_overrides(path: Path, overrides: Sequence[str]) -> None:
             raise ParamsError(f"-S {text}: not a valid override ({cause})") from None
 
 
-def resolve_params(
-    source: Path, overrides: Sequence[str] = (), *, shown: str | None = None
-) -> tuple[Params, bytes]:
-    """The params of ``source`` with ``overrides`` applied, and the YAML text that holds them.
+def _set_values(path: Path, values: dict[str, object]) -> None:
+    """Set dotted keys in the YAML file at ``path``, keeping its comments and layout."""
+    from dvc.utils.serialize import modify_yaml
+    from ruamel.yaml.comments import CommentedSeq
 
-    Nothing is written; ``shown`` names the file in errors (default: its path).
+    with modify_yaml(path) as data:
+        for dotted, value in values.items():
+            *sections, leaf = dotted.split(".")
+            node = data
+            for section in sections:
+                node = node.setdefault(section, {})
+            if isinstance(value, list | tuple):
+                value = CommentedSeq(value)
+                value.fa.set_flow_style()  # [1000, 500, 1000], as -S writes a list
+            node[leaf] = value
+
+
+def preset_values(preset: Path, shown: str | None = None) -> dict[str, object]:
+    """The dotted keys a preset sets, and their values; every key must be a params key.
+
+    Raises:
+        ParamsError: The file is missing, malformed, empty, or names an unknown key.
+    """
+    shown = shown or str(preset)
+    values = flat_params(read_params_file(preset, display=shown))
+    if not values:
+        raise ParamsError(
+            f"{shown}: holds no params; a preset holds the keys it changes, e.g. "
+            "`scratch: {epochs: 40}`"
+        )
+    for key in values:
+        problem = unknown_key(key)
+        if problem:
+            raise ParamsError(f"{shown}: {problem}")
+    return values
+
+
+def resolve_params(
+    source: Path,
+    overrides: Sequence[str] = (),
+    *,
+    shown: str | None = None,
+    preset: Path | None = None,
+) -> tuple[Params, bytes]:
+    """The params of ``source`` (a full params file), or the defaults with ``preset`` laid over
+    them, with ``overrides`` applied; and the YAML text that holds them, laid out as ``source``.
+
+    Nothing is written; ``shown`` names ``source`` in errors (default: its path).
 
     Raises:
         ParamsError: A missing or invalid file, or a bad override; the message names
             ``-S KEY=VALUE`` or the file, and the key.
     """
     shown = shown or str(source)
-    read_params_file(source, display=shown)  # missing or malformed: fail naming it
-    origins = {_override_key(text): f"-S {text}" for text in overrides}
+    raw = read_params_file(source, display=shown)  # missing or malformed: fail naming it
+    origins: dict[str, str] = {}
+    changes: dict[str, object] = {}
+    if preset is not None:
+        laid = preset_values(preset)
+        current = flat_params(raw)
+        defaults = {**flat_params(Params().model_dump(mode="json")), **laid}
+        changes = {k: v for k, v in defaults.items() if current.get(k, object()) != _plain(v)}
+        origins = dict.fromkeys(laid, str(preset))
+    origins |= {_override_key(text): f"-S {text}" for text in overrides}
     with tempfile.TemporaryDirectory(prefix="catdog-params-") as scratch:
         draft = Path(scratch) / PARAMS_FILE
         shutil.copyfile(source, draft)
+        if changes:
+            _set_values(draft, changes)
         _apply_overrides(draft, overrides)
         raw = read_params_file(draft, display=shown)
         _require_every_key(raw, shown)
@@ -89,9 +150,13 @@ def resolve_params(
         return params, draft.read_bytes()
 
 
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _require_every_key(raw: dict, shown: str) -> None:
-    """Refuse an empty or partial params file before it replaces ``params.yaml``."""
-    what = "start from a copy of params.yaml and change what you need"
+    """Refuse an empty or partial ``params.yaml`` before a run records it."""
+    what = "restore it (`git checkout params.yaml`) and change what you need with -S"
     if not raw:
         raise ParamsError(f"{shown}: holds no params; {what}")
     missing = missing_keys(raw)
@@ -112,7 +177,8 @@ def apply_params(
     *,
     check: Callable[[Params], None] | None = None,
 ) -> ParamsUpdate:
-    """Make ``params.yaml`` hold ``preset`` (default: itself) with ``overrides`` applied.
+    """Make ``params.yaml`` hold the defaults with ``preset`` over them (no preset: itself), with
+    ``overrides`` applied.
 
     Nothing is written unless the result is valid, passes ``check`` (e.g. that the data source
     and weights file exist) and differs from what is there.
@@ -121,9 +187,7 @@ def apply_params(
         ParamsError: As :func:`resolve_params`; or whatever ``check`` raises.
     """
     target = workspace / PARAMS_FILE
-    source = preset if preset is not None else target
-    shown = PARAMS_FILE if source == target else str(preset)
-    params, text = resolve_params(source, overrides, shown=shown)
+    params, text = resolve_params(target, overrides, shown=PARAMS_FILE, preset=preset)
     if check is not None:
         check(params)
     changed = not target.is_file() or target.read_bytes() != text
