@@ -102,7 +102,13 @@ def bin_dir() -> Path:
 #: The project's commands run as if offline, whatever the machine can reach: HTTPS (the ImageNet
 #: download of ``features.weights: auto``) goes to a port nobody listens on, so ``auto`` always
 #: means the untrained conv base the tests expect; the local servers are plain HTTP on loopback.
-OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+#: Loopback stays direct: Prefect's event websocket would otherwise go to the closed port too.
+OFFLINE = {
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
 
 
 def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
