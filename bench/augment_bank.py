@@ -29,9 +29,11 @@ from tests.conftest import make_project_copy  # noqa: E402
 
 
 def stage(name: str, params: object, root: Path) -> float:
+    from catdog.stage_table import stage as row
+
     task = getattr(importlib.import_module(f"tasks.{name}"), name)
     started = time.perf_counter()
-    task.fn(params, root)
+    task.fn(root, **row(name).task_arguments(params))
     return time.perf_counter() - started
 
 
@@ -40,7 +42,7 @@ def test_accuracy(root: Path, params: object) -> float:
 
     from tasks.evaluate import predict_test_set
 
-    test, probabilities = predict_test_set(params, root)
+    test, probabilities = predict_test_set(root, params.data.image_size, params.evaluate.batch_size)
     y = (test["label"] == "dog").to_numpy()
     return float(np.mean((probabilities["classifier"] >= 0.5) == y))
 

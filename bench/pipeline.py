@@ -30,15 +30,16 @@ from tests.conftest import make_project_copy, project_env  # noqa: E402
 def plain(project: Path) -> dict[str, float]:
     """Each stage's task function, in this process, on the copy's params.yaml."""
     from catdog.params import load_params
-    from catdog.stage_table import STAGE_NAMES
+    from catdog.stage_table import STAGES
 
     params = load_params(project / "params.yaml")
     times = {}
-    for name in STAGE_NAMES:
-        task = getattr(importlib.import_module(f"tasks.{name}"), name)
+    for row in STAGES:
+        module, function = row.task
+        task = getattr(importlib.import_module(module), function)
         started = time.perf_counter()
-        task.fn(params, project)
-        times[name] = time.perf_counter() - started
+        task.fn(project, **row.task_arguments(params))
+        times[row.name] = time.perf_counter() - started
     return times
 
 

@@ -19,6 +19,7 @@ from catdog.intervals import (
     noise_sentence,
     paired_comparison,
 )
+from catdog.stage_table import BOOK_TEST_ACCURACY
 
 __all__ = [
     "BOOK_TEST_ACCURACY",
@@ -32,8 +33,6 @@ __all__ = [
     "to_markdown",
 ]
 
-# Chapter 8's test accuracies on Kaggle's photos (2,000 training images at 180x180).
-BOOK_TEST_ACCURACY: dict[str, float] = {"scratch": 0.835, "classifier": 0.975, "finetune": 0.985}
 METRIC_NAMES: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
 

@@ -1,9 +1,13 @@
-"""The pipeline's stages: the one source of truth for ``dvc.yaml`` and for ``catdog run``.
+"""The pipeline's stages, one row each: the one source of truth for ``dvc.yaml``, the Prefect
+flows, ``catdog run`` and the model registry.
 
-Each :class:`Stage` lists exactly the code, data and params it reads and the outputs it writes.
-``dvc.yaml`` is generated from this table (``catdog dvc-yaml``; a test fails when the committed file
-drifts), and ``catdog run`` uses the same table to decide which stages are up to date, so the two
-ways of running the pipeline re-run the same stages for the same changes.
+Each :class:`Stage` lists exactly the data and params it reads and the outputs it writes; its code
+is read from its task's imports; its task is ``tasks/<name>.py``'s function ``<name>``, called
+with the params sections the row lists; a stage that trains a model names it (registered name,
+the book's figure) and logs its epochs. ``dvc.yaml`` is generated from this table (``catdog
+dvc-yaml``; a test fails when the committed file drifts), ``flows/stages.py`` builds one flow per
+row, and ``catdog run`` uses the same table to decide which stages are up to date, so every way of
+running the pipeline re-runs the same stages for the same changes.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from catdog.vocabulary import (
     INGEST_SUMMARY,
     MANIFEST,
     METRICS,
-    MODELS,
     PREDICTIONS_DIR,
     RAW_DIR,
     ROC_DIR,
@@ -33,7 +36,19 @@ from catdog.vocabulary import (
     model_path,
 )
 
-__all__ = ["STAGES", "STAGE_NAMES", "Stage", "dvc_yaml", "lineage_params", "stage", "upstream"]
+__all__ = [
+    "BOOK_TEST_ACCURACY",
+    "MODELS",
+    "REGISTERED_NAMES",
+    "STAGES",
+    "STAGE_NAMES",
+    "Model",
+    "Stage",
+    "dvc_yaml",
+    "lineage_params",
+    "stage",
+    "upstream",
+]
 
 
 # The augment section's keys that shape the in-model augmentation layers (not its views, preview)
@@ -41,8 +56,17 @@ AUGMENTATION = ("augment.flip", "augment.rotation", "augment.zoom", "augment.tra
 
 
 @dataclass(frozen=True)
+class Model:
+    """The model a stage trains: its name in MLflow's registry and the book's figure for it."""
+
+    registered_name: str
+    #: Chapter 8's test accuracy on Kaggle's photos (2,000 training images at 180x180).
+    book_accuracy: float
+
+
+@dataclass(frozen=True)
 class Stage:
-    """One pipeline stage, as DVC and the Prefect pipeline flow both see it."""
+    """One pipeline stage, as DVC, its Prefect flow and the pipeline flow all see it."""
 
     name: str
     description: str
@@ -51,6 +75,22 @@ class Stage:
     outs: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     image_plots: tuple[str, ...] = ()
+    model: Model | None = None  # the model this stage trains, if any
+    logs_epochs: bool = False  # its task takes on_epoch_end: per-epoch metrics go to MLflow
+
+    @property
+    def task(self) -> tuple[str, str]:
+        """The task's module and function: ``tasks.<name>``, ``<name>``."""
+        return f"tasks.{self.name}", self.name
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """The params sections the task receives: those of the keys the stage declares."""
+        return tuple(dict.fromkeys(key.split(".")[0] for key in self.params))
+
+    def task_arguments(self, params: Any) -> dict[str, Any]:
+        """The task's params arguments, one per section, taken from the whole ``Params``."""
+        return {section: getattr(params, section) for section in self.sections}
 
     @property
     def cmd(self) -> str:
@@ -110,6 +150,8 @@ STAGES: tuple[Stage, ...] = (
         params=("data.image_size", *AUGMENTATION, "classifier"),
         outs=(model_path("classifier"), history_path("classifier")),
         image_plots=(history_figure("classifier"),),
+        model=Model("catdog-classifier", book_accuracy=0.975),
+        logs_epochs=True,
     ),
     Stage(
         name="finetune",
@@ -118,6 +160,8 @@ STAGES: tuple[Stage, ...] = (
         params=("data.image_size", *AUGMENTATION, "finetune"),
         outs=(model_path("finetune"), history_path("finetune")),
         image_plots=(history_figure("finetune"),),
+        model=Model("catdog-finetuned", book_accuracy=0.985),
+        logs_epochs=True,
     ),
     Stage(
         name="scratch",
@@ -127,7 +171,13 @@ STAGES: tuple[Stage, ...] = (
         params=("data.image_size", *AUGMENTATION, "scratch"),
         outs=(model_path("scratch"), history_path("scratch")),
         image_plots=(history_figure("scratch"),),
+        model=Model("catdog-scratch", book_accuracy=0.835),
+        logs_epochs=True,
     ),
+)
+#: The stages that train a model, in pipeline order: the models evaluate compares.
+MODELS: tuple[str, ...] = tuple(s.name for s in STAGES if s.model is not None)
+STAGES += (
     Stage(
         name="evaluate",
         description="Every model on the same test set: metrics, confusion matrices, ROC curves.",
@@ -140,6 +190,8 @@ STAGES: tuple[Stage, ...] = (
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+REGISTERED_NAMES: dict[str, str] = {s.name: s.model.registered_name for s in STAGES if s.model}
+BOOK_TEST_ACCURACY: dict[str, float] = {s.name: s.model.book_accuracy for s in STAGES if s.model}
 
 
 def stage(name: str) -> Stage:

@@ -1,4 +1,5 @@
-"""The pipeline's shared names: classes, splits, models, image suffixes and where stages write.
+"""The pipeline's shared names: classes, splits, image suffixes and where stages write (the
+models are the stage table's, :data:`catdog.stage_table.MODELS`).
 
 A small module on purpose: every stage imports it, so it holds names only, never logic, and an
 edit here is the one kind of code change that concerns every stage.
@@ -10,7 +11,6 @@ LABELS: tuple[str, ...] = ("cat", "dog")
 #: Index of each label as a training target (dog is the positive class).
 LABEL_INDEX: dict[str, int] = {label: index for index, label in enumerate(LABELS)}
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
-MODELS: tuple[str, ...] = ("classifier", "finetune", "scratch")
 #: The served model's config key for its decision threshold. MLflow logs a model's config as
 #: params of the run logging it (evaluate's), so the key is the param evaluate already has.
 THRESHOLD_KEY = "evaluate.threshold"

@@ -1,14 +1,16 @@
-"""One Prefect flow per DVC stage (``<stage>_flow``): what ``dvc repro`` runs, one process per
-stage (``catdog stage NAME``), and what ``catdog run`` runs as child flow runs of one pipeline run.
+"""One Prefect flow per DVC stage (``<stage>_flow``), built from the stage table's rows: what
+``dvc repro`` runs, one process per stage (``catdog stage NAME``), and what ``catdog run`` runs
+as child flow runs of one pipeline run.
 
 Each flow runs its stage's task inside the stage's MLflow child run, records the run's lineage and
 results, and, for evaluate, promotes the champion in a task of its own. The flows never decide
 whether a stage is stale, nor record it as done: DVC does (``dvc.lock``), for ``dvc repro`` itself,
-for ``catdog run`` through :mod:`workspace.dvc_state`.
+for ``catdog run`` through :mod:`catdog.workspace.dvc_state`.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -302,75 +304,44 @@ def publish_evaluation(root: Path) -> None:
     )
 
 
-@stage_flow("ingest")
-def ingest_flow(run: StageRun) -> None:
-    from tasks.ingest import ingest  # here, so a stage's process imports its own task only
-
-    run.record(ingest(run.params, run.root))
-
-
-@stage_flow("split")
-def split_flow(run: StageRun) -> None:
-    from tasks.split import split  # here, so a stage's process imports its own task only
-
-    run.record(split(run.params, run.root))
+def run_task(run: StageRun) -> StageResult:
+    """Run the stage's task (``tasks/<stage>.py``) with the params sections its row lists, and
+    record what it made. Imported here, so a stage's process imports its own task only."""
+    row = stage_table.stage(run.name)
+    module, function = row.task
+    task = getattr(importlib.import_module(module), function)
+    extra = {"on_epoch_end": run.epoch_logger()} if row.logs_epochs else {}
+    return run.record(task(run.root, **row.task_arguments(run.params), **extra))
 
 
-@stage_flow("augment")
-def augment_flow(run: StageRun) -> None:
-    from tasks.augment import augment  # here, so a stage's process imports its own task only
-
-    run.record(augment(run.params, run.root))
-
-
-@stage_flow("features")
-def features_flow(run: StageRun) -> None:
-    from tasks.features import features  # here, so a stage's process imports its own task only
-
-    run.record(features(run.params, run.root))
-
-
-@stage_flow("classifier")
-def classifier_flow(run: StageRun) -> None:
-    from tasks.classifier import classifier  # here, so a stage's process imports its own task only
-
-    run.record(classifier(run.params, run.root, on_epoch_end=run.epoch_logger()))
-
-
-@stage_flow("finetune")
-def finetune_flow(run: StageRun) -> None:
-    from tasks.finetune import finetune  # here, so a stage's process imports its own task only
-
-    run.record(finetune(run.params, run.root, on_epoch_end=run.epoch_logger()))
-
-
-@stage_flow("scratch")
-def scratch_flow(run: StageRun) -> None:
-    from tasks.scratch import scratch  # here, so a stage's process imports its own task only
-
-    run.record(scratch(run.params, run.root, on_epoch_end=run.epoch_logger()))
-
-
-@stage_flow("evaluate")
-def evaluate_flow(run: StageRun) -> None:
-    from tasks.evaluate import evaluate  # here, so a stage's process imports its own task only
-
-    result = run.record(evaluate(run.params, run.root))
-    run.log_to_execution(result.metrics)  # the parent run carries every model's test metrics
-    # per-image answers, so `catdog compare` can pair executions scored on the same images
+def finish_evaluation(run: StageRun, result: StageResult) -> None:
+    """After evaluate: test metrics on the parent run, per-image answers (so `catdog compare`
+    can pair executions scored on the same images), Prefect artifacts, the models' worth, and the
+    champion's promotion as a task of its own."""
+    run.log_to_execution(result.metrics)
     mlflow.log_artifacts(str(run.root / PREDICTIONS_DIR), artifact_path="predictions")
     publish_evaluation(run.root)
     record_models_worth_task(run.root)
     run.tag(promote_champion_task(run.root, run.params.evaluate))
 
 
+#: What a stage's flow does after its task, beyond recording the result.
+AFTER_TASK: dict[str, Callable[[StageRun, StageResult], None]] = {"evaluate": finish_evaluation}
+
+
+def _work(name: str) -> Callable[[StageRun], None]:
+    def work(run: StageRun) -> None:
+        result = run_task(run)
+        if name in AFTER_TASK:
+            AFTER_TASK[name](run, result)
+
+    work.__name__ = f"{name}_flow"
+    return work
+
+
+#: One flow per row of the stage table.
 STAGE_FLOWS: dict[str, Any] = {
-    "ingest": ingest_flow,
-    "split": split_flow,
-    "augment": augment_flow,
-    "features": features_flow,
-    "classifier": classifier_flow,
-    "finetune": finetune_flow,
-    "scratch": scratch_flow,
-    "evaluate": evaluate_flow,
+    s.name: stage_flow(s.name)(_work(s.name)) for s in stage_table.STAGES
 }
+# Prefect entrypoints name a module attribute: `flows/stages.py:<stage>_flow`.
+globals().update({f"{name}_flow": each for name, each in STAGE_FLOWS.items()})

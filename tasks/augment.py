@@ -20,7 +20,7 @@ from catdog.vocabulary import VIEWS_ARRAY
 from tasks.common import TASK_OPTIONS, progress_logger
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
-    from catdog.params import Params
+    from catdog.params import AugmentParams, DataParams
 
 
 def _write_preview(
@@ -50,9 +50,9 @@ def _write_preview(
 
 
 @task(name="augment", **TASK_OPTIONS)
-def augment(params: Params, root: Path) -> StageResult:
+def augment(root: Path, data: DataParams, augment: AugmentParams) -> StageResult:
     """Materialise the augmented views of the training split as data/augmented."""
-    p = params.augment
+    p = augment
     manifest = read_manifest(root / vocab.MANIFEST)
     train = split_rows(manifest, "train")
     out_dir = root / vocab.AUGMENTED_DIR
@@ -62,7 +62,7 @@ def augment(params: Params, root: Path) -> StageResult:
             list(train["path"]),
             list(train["label"]),
             staging,
-            image_size=params.data.image_size,
+            image_size=data.image_size,
             views=p.views,
             flip=p.flip,
             rotation=p.rotation,

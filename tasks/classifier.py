@@ -20,19 +20,23 @@ from tasks.image_training import in_model_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
-    from catdog.params import Params
+    from catdog.params import AugmentParams, ClassifierParams, DataParams
 
 
 @task(name="classifier", **TASK_OPTIONS)
 def classifier(
-    params: Params, root: Path, on_epoch_end: EpochCallback | None = None
+    root: Path,
+    data: DataParams,
+    augment: AugmentParams,
+    classifier: ClassifierParams,
+    on_epoch_end: EpochCallback | None = None,
 ) -> StageResult:
     """Train the dense head (on features, or in-model on images); keep the best epoch."""
-    p = params.classifier
+    p = classifier
     folder = root / vocab.FEATURES_DIR
     seed_everything(p.seed)
     if p.mode == "in_model":
-        result = _train_in_model(params, root, on_epoch_end)
+        result = _train_in_model(p, data.image_size, augment, root, on_epoch_end)
     else:
         x_train, y_train = load_features(folder, "train")
         x_aug, y_aug = load_features(folder, "train_aug")
@@ -55,9 +59,14 @@ def classifier(
     )
 
 
-def _train_in_model(params: Params, root: Path, on_epoch_end: EpochCallback | None) -> TrainResult:
+def _train_in_model(
+    p: ClassifierParams,
+    size: int,
+    aug: AugmentParams,
+    root: Path,
+    on_epoch_end: EpochCallback | None,
+) -> TrainResult:
     """The book's variant: frozen conv base inside the model, augmentation at every epoch."""
-    p, size, aug = params.classifier, params.data.image_size, params.augment
     conv_base = make_conv_base(size, root / vocab.CONV_BASE_WEIGHTS)
     head = make_dense_head(
         conv_base.output_shape[1:], units=p.units, dropout=p.dropout, seed=p.seed

@@ -33,23 +33,26 @@ from catdog.report import (
     pair_metrics,
 )
 from catdog.results import StageResult
+from catdog.stage_table import MODELS
 from tasks.common import TASK_OPTIONS, run_logger
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
-    from catdog.params import Params
+    from catdog.params import DataParams, EvaluateParams
 
 _NAMES = np.array(["cat", "dog"])
 
 
-def predict_test_set(params: Params, root: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """The test split and each model's probability of dog for it, in manifest order."""
+def predict_test_set(
+    root: Path, size: int, batch: int
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The test split and each model's probability of dog for it (images of ``size`` px in
+    batches of ``batch``), in manifest order."""
     manifest = read_manifest(root / vocab.MANIFEST)
     test = split_rows(manifest, "test")
-    size, batch = params.data.image_size, params.evaluate.batch_size
     images = make_dataset([str(root / p) for p in test["path"]], size, batch)
     features, _ = load_features(root / vocab.FEATURES_DIR, "test")
     probabilities = {}
-    for name in vocab.MODELS:
+    for name in MODELS:
         model = load_model(root / vocab.model_path(name))
         takes_images = model.input_shape[-1] == 3  # classifier.mode=in_model takes images
         inputs = images if takes_images else np.asarray(features, dtype="float32")
@@ -64,7 +67,7 @@ def _plot_worst_mistakes(
     prob: np.ndarray,
     threshold: float,
     root: Path,
-    params: Params,
+    size: int,
     figures_dir: Path,
     count: int = 8,
 ) -> None:
@@ -75,7 +78,7 @@ def _plot_worst_mistakes(
     if len(worst) == 0:
         plot_image_grid(np.zeros((1, 8, 8, 3), "uint8"), path, title=f"{name}: no mistakes")
         return
-    images = read_images([str(root / p) for p in test["path"].iloc[worst]], params.data.image_size)
+    images = read_images([str(root / p) for p in test["path"].iloc[worst]], size)
     titles = [f"{_NAMES[y_true[i]]}: p(dog)={prob[i]:.2f}" for i in worst]
     plot_image_grid(
         images,
@@ -91,13 +94,14 @@ def _score_one(
     prob: np.ndarray,
     test: pd.DataFrame,
     y_true: np.ndarray,
-    params: Params,
+    evaluate: EvaluateParams,
+    size: int,
     root: Path,
     out: dict[str, Path],
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
     """One model's metrics, and its predictions, ROC, confusion matrix and worst mistakes
     written into the staging folders ``out``; returns (metrics, ROC, calibration curve)."""
-    threshold = params.evaluate.threshold
+    threshold = evaluate.threshold
     y_pred = (prob >= threshold).astype(int)
     pd.DataFrame(
         {
@@ -114,10 +118,10 @@ def _score_one(
         out["figures"] / f"confusion_{name}.png",
         title=f"{name}: test confusion matrix (n={len(y_true)})",
     )
-    _plot_worst_mistakes(name, test, y_true, prob, threshold, root, params, out["figures"])
+    _plot_worst_mistakes(name, test, y_true, prob, threshold, root, size, out["figures"])
     metrics = compute_metrics(y_true, prob, threshold)
     metrics |= metric_intervals(
-        y_true, prob, threshold, resamples=params.evaluate.bootstrap, seed=params.evaluate.seed
+        y_true, prob, threshold, resamples=evaluate.bootstrap, seed=evaluate.seed
     )
     return metrics, roc, calibration_curve(y_true, prob)
 
@@ -126,7 +130,8 @@ def _score_models(
     probabilities: dict[str, np.ndarray],
     test: pd.DataFrame,
     y_true: np.ndarray,
-    params: Params,
+    evaluate: EvaluateParams,
+    size: int,
     root: Path,
 ) -> dict[str, dict[str, float]]:
     """Score every model into the staging folders, then swap them in; return the metrics."""
@@ -142,7 +147,7 @@ def _score_models(
         out = {"predictions": predictions_dir, "roc": roc_dir, "figures": figures_dir}
         for name, prob in probabilities.items():
             results[name], rocs[name], calibrations[name] = _score_one(
-                name, prob, test, y_true, params, root, out
+                name, prob, test, y_true, evaluate, size, root, out
             )
         aucs = {
             m: (r["roc_auc"], r["roc_auc_ci_low"], r["roc_auc_ci_high"]) for m, r in results.items()
@@ -156,14 +161,14 @@ def _score_models(
 
 
 @task(name="evaluate", **TASK_OPTIONS)
-def evaluate(params: Params, root: Path) -> StageResult:
+def evaluate(root: Path, data: DataParams, evaluate: EvaluateParams) -> StageResult:
     """Score the three models on the test split and write metrics, tables and plots."""
-    test, probabilities = predict_test_set(params, root)
+    test, probabilities = predict_test_set(root, data.image_size, evaluate.batch_size)
     y_true = (test["label"] == "dog").to_numpy().astype(int)
     images = len(y_true)
     weights = json.loads((root / vocab.FEATURES_META).read_text())["weights"]
-    results = _score_models(probabilities, test, y_true, params, root)
-    pairs = compare_pairs(probabilities, y_true, params.evaluate.threshold)
+    results = _score_models(probabilities, test, y_true, evaluate, data.image_size, root)
+    pairs = compare_pairs(probabilities, y_true, evaluate.threshold)
     metrics_doc = {
         **results,
         "test_images": images,
@@ -172,7 +177,7 @@ def evaluate(params: Params, root: Path) -> StageResult:
         "pairs": pair_metrics(pairs),
     }
     metrics_path = write_json(root / vocab.METRICS, metrics_doc)
-    bootstrap = {"resamples": params.evaluate.bootstrap, "seed": params.evaluate.seed}
+    bootstrap = {"resamples": evaluate.bootstrap, "seed": evaluate.seed}
     markdown = comparison_markdown(results, pairs, weights, images, **bootstrap)
     comparison = write_text(root / vocab.COMPARISON, markdown)
     logger = run_logger()

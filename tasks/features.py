@@ -46,7 +46,7 @@ from catdog.weights import ResolvedWeights, resolve_weights
 from tasks.common import TASK_OPTIONS, progress_logger, run_logger
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
-    from catdog.params import Params
+    from catdog.params import DataParams, FeaturesParams
 
 AUGMENTED = "train_aug"
 _SHARDS_DIR = ".shards"  # inside the staging folder; removed before it becomes the output
@@ -160,7 +160,8 @@ def run_shards(jobs: list[ShardJob]) -> list[str]:
 
 
 def _shard_jobs(
-    params: Params,
+    p: FeaturesParams,
+    size: int,
     root: Path,
     rows: dict[str, pd.DataFrame],
     counts: dict[str, int],
@@ -168,7 +169,6 @@ def _shard_jobs(
     weights_path: Path,
 ) -> list[ShardJob]:
     """One job per shard: its images (or the views array), output file and conv-base weights."""
-    p, size = params.features, params.data.image_size
     views_path = (root / vocab.AUGMENTED_DIR / VIEWS_ARRAY).resolve()
 
     def images(shard: Shard) -> tuple[str, ...]:
@@ -241,9 +241,9 @@ def _weights_meta(weights: ResolvedWeights) -> dict[str, object]:
 
 
 @task(name="features", **TASK_OPTIONS)
-def features(params: Params, root: Path) -> StageResult:
+def features(root: Path, data: DataParams, features: FeaturesParams) -> StageResult:
     """Run the conv base over train, validation, test and the augmented views, shard by shard."""
-    p, size = params.features, params.data.image_size
+    p, size = features, data.image_size
     logger = run_logger()
     weights = resolve_weights(p.weights, root=root)  # before any heavy work
     # an untrained-weights warning goes out with the result: the stage's closing lines and tags
@@ -264,7 +264,7 @@ def features(params: Params, root: Path) -> StageResult:
         conv_base.save_weights(weights_path)
         del conv_base
         (staging / _SHARDS_DIR).mkdir()
-        jobs = _shard_jobs(params, root, rows, counts, staging, weights_path)
+        jobs = _shard_jobs(p, size, root, rows, counts, staging, weights_path)
         logger.info("features: %d images in %d shards", sum(counts.values()), len(jobs))
         try:
             shard_paths = run_shards(jobs)

@@ -19,13 +19,19 @@ from tasks.image_training import in_model_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
-    from catdog.params import Params
+    from catdog.params import AugmentParams, DataParams, FinetuneParams
 
 
 @task(name="finetune", **TASK_OPTIONS)
-def finetune(params: Params, root: Path, on_epoch_end: EpochCallback | None = None) -> StageResult:
+def finetune(
+    root: Path,
+    data: DataParams,
+    augment: AugmentParams,
+    finetune: FinetuneParams,
+    on_epoch_end: EpochCallback | None = None,
+) -> StageResult:
     """Fine-tune VGG16's top block with the trained head on augmented images."""
-    p, size, aug = params.finetune, params.data.image_size, params.augment
+    p, size, aug = finetune, data.image_size, augment
     seed_everything(p.seed)
     conv_base = make_conv_base(size, root / vocab.CONV_BASE_WEIGHTS)
     classifier = load_model(root / vocab.model_path("classifier"))

@@ -18,13 +18,13 @@ from catdog.synthetic import generate_synthetic
 from tasks.common import TASK_OPTIONS, progress_logger, run_logger
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
-    from catdog.params import Params
+    from catdog.params import DataParams, IngestParams
 
 
-def _prepare(params: Params, root: Path, work_dir: Path) -> PreparedSource:
-    source = resolve_source(params.data.source, root)
+def _prepare(data: DataParams, root: Path, work_dir: Path) -> PreparedSource:
+    source = resolve_source(data.source, root)
     if source is None:
-        synthetic = params.data.synthetic
+        synthetic = data.synthetic
         run_logger().info("generating %d synthetic pictures per class", synthetic.per_class)
         generate_synthetic(
             work_dir, per_class=synthetic.per_class, size=synthetic.size, seed=synthetic.seed
@@ -38,14 +38,14 @@ def _prepare(params: Params, root: Path, work_dir: Path) -> PreparedSource:
 
 def _write_reports(
     report: IngestReport,
-    params: Params,
+    source: str,
     prepared: PreparedSource,
     root: Path,
     *,
     failed: bool = False,
 ) -> None:
     data = report.to_json()
-    data["source"] = params.data.source
+    data["source"] = source
     data["layout"] = prepared.layout
     json_path, summary_path = (
         (vocab.FAILED_INGEST_REPORT, vocab.FAILED_INGEST_SUMMARY)
@@ -57,7 +57,7 @@ def _write_reports(
 
 
 @task(name="ingest", **TASK_OPTIONS)
-def ingest(params: Params, root: Path) -> StageResult:
+def ingest(root: Path, data: DataParams, ingest: IngestParams) -> StageResult:
     """Check every image of data.source and write the accepted ones to data/raw."""
     logger = run_logger()
     raw_dir, report_path = root / vocab.RAW_DIR, root / vocab.INGEST_REPORT
@@ -67,25 +67,25 @@ def ingest(params: Params, root: Path) -> StageResult:
     # run's leftovers are recognised and removed by the next one.
     work_dir = Path(tempfile.mkdtemp(prefix=f".{raw_dir.name}.tmp-source-", dir=raw_dir.parent))
     try:
-        prepared = _prepare(params, root, work_dir)
-        logger.info("ingest: source %s, layout %s", params.data.source, prepared.layout)
+        prepared = _prepare(data, root, work_dir)
+        logger.info("ingest: source %s, layout %s", data.source, prepared.layout)
         with atomic_dir(raw_dir) as staging:
             try:
                 report = ingest_source(
                     prepared,
                     staging,
-                    max_pixels=params.ingest.max_pixels,
-                    min_per_class=params.ingest.min_per_class,
-                    workers=params.ingest.workers,
+                    max_pixels=ingest.max_pixels,
+                    min_per_class=ingest.min_per_class,
+                    workers=ingest.workers,
                     progress=progress_logger("ingest: checking images"),
                 )
             except IngestError as error:
                 # The tracked report stays the last good ingest's (what dvc.lock records); this
                 # source's report goes beside catdog's state, where the error line points.
                 if error.report is not None:
-                    _write_reports(error.report, params, prepared, root, failed=True)
-                raise IngestError(f"data.source={params.data.source}: {error}") from None
-            _write_reports(report, params, prepared, root)
+                    _write_reports(error.report, data.source, prepared, root, failed=True)
+                raise IngestError(f"data.source={data.source}: {error}") from None
+            _write_reports(report, data.source, prepared, root)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     counts = report.counts

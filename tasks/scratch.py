@@ -17,13 +17,19 @@ from tasks.image_training import in_model_augmentation, train_on_images
 from tasks.training_outputs import save_training_outputs
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
-    from catdog.params import Params
+    from catdog.params import AugmentParams, DataParams, ScratchParams
 
 
 @task(name="scratch", **TASK_OPTIONS)
-def scratch(params: Params, root: Path, on_epoch_end: EpochCallback | None = None) -> StageResult:
+def scratch(
+    root: Path,
+    data: DataParams,
+    augment: AugmentParams,
+    scratch: ScratchParams,
+    on_epoch_end: EpochCallback | None = None,
+) -> StageResult:
     """Train the ``scratch.arch`` convnet with in-model augmentation and dropout."""
-    p, size, aug = params.scratch, params.data.image_size, params.augment
+    p, size, aug = scratch, data.image_size, augment
     seed_everything(p.seed)
     augmentation = in_model_augmentation(aug, p.seed)
     model = make_scratch_model(

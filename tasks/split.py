@@ -15,7 +15,7 @@ from catdog.split import build_manifest, check_splits, scan_images
 from tasks.common import TASK_OPTIONS, run_logger
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
-    from catdog.params import Params
+    from catdog.params import SplitParams
 
 
 def _describe(split: str, per_class: Any) -> str:
@@ -25,9 +25,9 @@ def _describe(split: str, per_class: Any) -> str:
 
 
 @task(name="split", **TASK_OPTIONS)
-def split(params: Params, root: Path) -> StageResult:
+def split(root: Path, split: SplitParams) -> StageResult:
     """Write the train/validation/test manifest of data/raw."""
-    p = params.split
+    p = split
     images = scan_images(
         root / vocab.RAW_DIR,
         root,

@@ -14,6 +14,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from catdog.intervals import mcnemar_exact, wilson_interval
+from catdog.stage_table import MODELS
 from catdog.tracking.compare import (
     METRICS,
     collect_runs,
@@ -24,7 +25,6 @@ from catdog.tracking.compare import (
 from catdog.tracking.ranking import NOT_COMPARABLE, rank_executions
 from tests.conftest import table_rows
 
-MODELS = ("classifier", "finetune", "scratch")
 T0 = 1_700_000_000_000  # ms
 
 

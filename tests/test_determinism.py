@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from catdog import stage_table
 from catdog import vocabulary as vocab
 from catdog.workspace.params_file import resolve_params
 from tests.conftest import REPO, TINY_PARAMS
 
 pytestmark = pytest.mark.e2e
-
-STAGES = ("ingest", "split", "augment", "features", "classifier", "scratch", "finetune", "evaluate")
 
 
 def run_all_stages(workspace: Path) -> None:
@@ -24,9 +23,11 @@ def run_all_stages(workspace: Path) -> None:
     shutil.copy(REPO / "catdog" / "synthetic.py", workspace / "catdog" / "synthetic.py")
     overrides = [f"{k}={v}" for k, v in {**TINY_PARAMS, "features.weights": "none"}.items()]
     params = resolve_params(REPO / "params.yaml", overrides)[0]
-    for name in STAGES:
-        task = getattr(importlib.import_module(f"tasks.{name}"), name)
-        task.fn(params, workspace)  # the task's own code, without a Prefect run around it
+    for name in stage_table.STAGE_NAMES:
+        module, function = stage_table.stage(name).task
+        task = getattr(importlib.import_module(module), function)
+        arguments = stage_table.stage(name).task_arguments(params)
+        task.fn(workspace, **arguments)  # the task's own code, without a Prefect run around it
 
 
 def digest(path: Path) -> str:
@@ -42,6 +43,6 @@ def test_two_runs_give_identical_split_features_and_metrics(tmp_path):
         file = f"{vocab.FEATURES_DIR}/{name}.npy"
         assert digest(first / file) == digest(second / file), file
     assert (first / vocab.METRICS).read_text() == (second / vocab.METRICS).read_text()
-    for model in vocab.MODELS:
+    for model in stage_table.MODELS:
         history = vocab.history_path(model)
         assert (first / history).read_text() == (second / history).read_text(), model

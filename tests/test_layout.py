@@ -25,6 +25,7 @@ EXPECTED_DEPS: dict[str, tuple[str, ...]] = {
     "catdog/__init__.py": ALL,
     "catdog/augment.py": ("augment",),
     "catdog/augmentation.py": ("augment", "classifier", "finetune", "scratch"),
+    "catdog/code_deps.py": ("evaluate",),
     "catdog/convnets.py": ("scratch",),
     "catdog/dedupe.py": ("split",),
     "catdog/errors.py": ("ingest", "split", "features"),
@@ -47,6 +48,8 @@ EXPECTED_DEPS: dict[str, tuple[str, ...]] = {
     "catdog/seeding.py": ("augment", "features", "classifier", "finetune", "scratch"),
     "catdog/sources.py": ("ingest",),
     "catdog/split.py": ("split",),
+    # evaluate reads the models and the book's figures from the table's rows
+    "catdog/stage_table.py": ("evaluate",),
     "catdog/synthetic.py": ("ingest",),
     "catdog/training.py": ("classifier", "finetune", "scratch"),
     "catdog/vgg16.py": ("features", "classifier", "finetune"),
@@ -191,3 +194,55 @@ def test_only_catdog_is_installed():
 @pytest.mark.parametrize("stage", ["ingest", "split"])
 def test_ingest_and_split_never_load_tensorflow(stage):
     assert "tensorflow" not in _loaded_after_import([f"tasks.{stage}"])
+
+
+def _stage_name_collections(path: Path) -> list[int]:
+    """Lines of ``path`` holding a literal tuple, list, set or dict that names two stages."""
+    names, lines = set(stage_table.STAGE_NAMES), []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            items = node.elts
+        elif isinstance(node, ast.Dict):
+            items = [k for k in node.keys if k is not None]
+        else:
+            continue
+        named = {i.value for i in items if isinstance(i, ast.Constant) and i.value in names}
+        if len(named) >= 2:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_a_stage_is_one_row_of_the_table_and_nowhere_else(tmp_path):
+    """Adding a stage is its row, its task, its core module and its test: no other list of
+    stages in the code to keep in step."""
+    table = REPO / "catdog" / "stage_table.py"
+    listed = {
+        str(path.relative_to(REPO)): lines
+        for package in PACKAGES
+        for path in sorted((REPO / package).rglob("*.py"))
+        if path != table and (lines := _stage_name_collections(path))
+    }
+    assert listed == {}, "lists of stages outside catdog/stage_table.py"
+    (tmp_path / "sample.py").write_text('MODELS = ("classifier", "scratch")\nX = {"split": 1}\n')
+    assert _stage_name_collections(tmp_path / "sample.py") == [1]  # the check finds one
+
+
+def test_each_row_gives_its_flow_task_signature_and_model():
+    import inspect
+
+    from flows.stages import STAGE_FLOWS
+
+    assert list(STAGE_FLOWS) == list(stage_table.STAGE_NAMES)
+    for row in stage_table.STAGES:
+        assert STAGE_FLOWS[row.name].name == f"catdog-{row.name}"
+        module, function = row.task
+        task = getattr(__import__(module, fromlist=[function]), function)
+        # a task takes the workspace, then exactly the params sections its DVC stage declares
+        parameters = list(inspect.signature(task.fn).parameters)
+        epochs = ["on_epoch_end"] if row.logs_epochs else []
+        assert parameters == ["root", *row.sections, *epochs], row.name
+        assert task.name == row.name
+    models = [row for row in stage_table.STAGES if row.model is not None]
+    assert tuple(row.name for row in models) == stage_table.MODELS
+    assert all(row.logs_epochs for row in models)
+    assert {r.model.registered_name for r in models} == set(stage_table.REGISTERED_NAMES.values())

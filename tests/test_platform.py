@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from catdog.stage_table import STAGE_NAMES
 from catdog.tracking.lineage import dvc_hash
 from catdog.tracking.store import MODEL_TRAINING_VIEW
 from tests.conftest import (
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.e2e
 
 CHAMPION = "models:/catdog@champion"
 SCRATCH_2 = ("-S", "scratch.epochs=2")
-STAGES = ["ingest", "split", "augment", "features", "classifier", "finetune", "scratch", "evaluate"]
+STAGES = list(STAGE_NAMES)
 REGISTERED = {
     "classifier": "catdog-classifier",
     "finetune": "catdog-finetuned",

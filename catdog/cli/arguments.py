@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from catdog.stage_table import STAGES
-from catdog.vocabulary import MODELS
+from catdog.stage_table import MODELS, STAGES
 
 __all__ = [
     "SCORE_DESCRIPTION",

@@ -40,6 +40,7 @@ from mlflow.tracking import MlflowClient
 
 from catdog import vocabulary as vocab
 from catdog.intervals import mcnemar_exact, wilson_interval
+from catdog.stage_table import MODELS
 from catdog.tracking.lineage import DECISION_TAG, manifest_dataset
 from catdog.tracking.registry import (
     REGISTERED_NAMES,
@@ -69,7 +70,7 @@ log = logging.getLogger("catdog")
 
 def choose_challenger(results: Mapping[str, Mapping[str, float]]) -> str:
     """The model with the best test accuracy; ROC AUC, then the stage order, break ties."""
-    order = {name: i for i, name in enumerate(vocab.MODELS)}
+    order = {name: i for i, name in enumerate(MODELS)}
     return max(
         results,
         key=lambda m: (results[m]["accuracy"], results[m].get("roc_auc", 0.0), -order.get(m, 0)),

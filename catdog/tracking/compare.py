@@ -32,8 +32,8 @@ import pandas as pd
 
 from catdog.io import write_text
 from catdog.report import interval_table, to_markdown
+from catdog.stage_table import MODELS
 from catdog.tracking.ranking import count_text, execution_label, rank_executions, ranking_blocks
-from catdog.vocabulary import MODELS
 
 __all__ = [
     "METRICS",

@@ -31,7 +31,6 @@ from catdog.vocabulary import (
     FEATURES_DIR,
     FEATURES_META,
     MANIFEST,
-    MODELS,
     RAW_DIR,
     model_path,
 )
@@ -128,7 +127,7 @@ def lineage_tags(stage: str, root: Path) -> dict[str, str]:
             if dep == path or dep.startswith(f"{path}/"):
                 wanted.add(path)
     tags = {DATA_TAGS[path]: dvc_hash(root / path, root) for path in sorted(wanted)}
-    if stage in MODELS:
+    if stage in pipeline.MODELS:
         tags[MODEL_TAG] = dvc_hash(root / model_path(stage), root)
     return tags
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from catdog.intervals import Pair, format_interval, noise_sentence, paired_comparison
-from catdog.vocabulary import MODELS
+from catdog.stage_table import MODELS
 
 __all__ = ["NOT_COMPARABLE", "count_text", "execution_label", "rank_executions", "ranking_blocks"]
 

@@ -18,6 +18,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from catdog import vocabulary as vocab
+from catdog.stage_table import REGISTERED_NAMES
 from catdog.tracking.lineage import LINEAGE_TAG_KEYS, MODEL_TAG, dvc_hash
 
 __all__ = [
@@ -30,11 +31,6 @@ __all__ = [
     "workspace_version",
 ]
 
-REGISTERED_NAMES: dict[str, str] = {
-    "classifier": "catdog-classifier",
-    "finetune": "catdog-finetuned",
-    "scratch": "catdog-scratch",
-}
 TEST_PREFIX = "test_"  # a logged model's metrics: test_accuracy, test_roc_auc...
 
 

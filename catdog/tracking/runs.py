@@ -23,9 +23,10 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from catdog.results import StageResult, flat
+from catdog.stage_table import MODELS
 from catdog.tracking.registry import REGISTERED_NAMES, tag_version
 from catdog.tracking.store import configure_mlflow
-from catdog.vocabulary import METRICS, MODELS
+from catdog.vocabulary import METRICS
 from catdog.workspace.execution import ExecutionInfo
 from catdog.workspace.lock import Owner
 
