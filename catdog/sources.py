@@ -353,6 +353,43 @@ def _member_parts(name: str) -> tuple[str, ...] | str:
     return parts
 
 
+def _name_clash(
+    parts: tuple[str, ...], is_dir: bool, seen: dict[tuple[str, ...], bool]
+) -> str | None:
+    """Why a member's path clashes with the members before it; "" for a folder listed again
+    (or implied by an earlier member), None when there is no clash."""
+    # Every parent folder of a member is implied; a file cannot stand where a folder is needed.
+    for depth in range(1, len(parts)):
+        if seen.get(parts[:depth]) is False:
+            return f"conflicts with the file {'/'.join(parts[:depth])} of the archive"
+    known = seen.get(parts)  # True: a folder, False: a file, None: not seen yet
+    if known is None:
+        return None
+    if is_dir and known:
+        return ""
+    if is_dir != known:
+        return f"conflicts with a {'folder' if known else 'file'} of the same name"
+    return "duplicate member name (an earlier member has the same path)"
+
+
+def _refused_file(info: zipfile.ZipInfo, parts: tuple[str, ...], budget: _Budget) -> str:
+    """Why a file member is not extracted ("" if it may be): encrypted, or over a size limit."""
+    if info.flag_bits & _ENCRYPTED_FLAGS:
+        return "encrypted (password-protected) member"
+    # A zip to extract in turn is bounded by the total only; its members by both limits.
+    if not _is_nested_zip(Path(*parts)) and info.file_size > budget.max_member_bytes:
+        return (
+            f"declared size {info.file_size} bytes exceeds max_member_bytes="
+            f"{budget.max_member_bytes} (possible zip bomb)"
+        )
+    if budget.written + info.file_size > budget.max_total_bytes:
+        return (
+            f"declared size {info.file_size} bytes would take the extraction past "
+            f"max_total_bytes={budget.max_total_bytes} (possible zip bomb)"
+        )
+    return ""
+
+
 def _extract_member(
     zf: zipfile.ZipFile,
     info: zipfile.ZipInfo,
@@ -380,34 +417,16 @@ def _extract_member(
     target = dest.joinpath(*parts)
     if not _is_within(target, dest):
         return "path resolves outside the extraction folder"
-    # Every parent folder of a member is implied; a file cannot stand where a folder is needed.
-    for depth in range(1, len(parts)):
-        if seen.get(parts[:depth]) is False:
-            return f"conflicts with the file {'/'.join(parts[:depth])} of the archive"
-    known = seen.get(parts)  # True: a folder, False: a file, None: not seen yet
-    if known is not None:
-        if is_dir and known:
-            return None  # a folder listed again, or implied by an earlier member
-        if is_dir != known:
-            return f"conflicts with a {'folder' if known else 'file'} of the same name"
-        return "duplicate member name (an earlier member has the same path)"
+    clash = _name_clash(parts, is_dir, seen)
+    if clash is not None:
+        return clash or None  # "": a folder seen before, nothing to do
     if is_dir:
         _mark_folders(seen, parts, inclusive=True)
         target.mkdir(parents=True, exist_ok=True)
         return None
-    if info.flag_bits & _ENCRYPTED_FLAGS:
-        return "encrypted (password-protected) member"
-    # A zip to extract in turn is bounded by the total only; its members by both limits.
-    if not _is_nested_zip(Path(*parts)) and info.file_size > budget.max_member_bytes:
-        return (
-            f"declared size {info.file_size} bytes exceeds max_member_bytes="
-            f"{budget.max_member_bytes} (possible zip bomb)"
-        )
-    if budget.written + info.file_size > budget.max_total_bytes:
-        return (
-            f"declared size {info.file_size} bytes would take the extraction past "
-            f"max_total_bytes={budget.max_total_bytes} (possible zip bomb)"
-        )
+    refusal = _refused_file(info, parts, budget)
+    if refusal:
+        return refusal
     try:
         raw = zf.open(info)
     except (NotImplementedError, RuntimeError) as error:

@@ -278,6 +278,30 @@ def build_manifest(
     sizes_per_class = None if counts is None else _checked_counts(counts)
     shares = None if fractions is None else _checked_fractions(fractions)
 
+    unique, dropped = _usable_images(images)
+    parts = []
+    for label_index, label in enumerate(LABELS):
+        rows = unique[unique["label"] == label]
+        if sizes_per_class is not None:
+            _check_available(sizes_per_class, label, len(rows))
+            targets = sizes_per_class
+        else:
+            assert shares is not None
+            targets = _split_sizes(len(rows), shares)
+        split = _assign_label(rows, label, targets, seed=[seed, label_index], exact=sizes_per_class)
+        dropped["unused"] += int(split.isna().sum())
+        parts.append(rows.assign(split=split)[split.notna()])
+    columns = [*MANIFEST_COLUMNS, *EXTRA_COLUMNS]
+    manifest = pd.concat(parts, ignore_index=True)
+    manifest["split"] = pd.Categorical(manifest["split"], categories=SPLITS, ordered=True)
+    manifest = manifest.sort_values(["split", "label", "path"]).reset_index(drop=True)
+    manifest["split"] = manifest["split"].astype(str)
+    return manifest[columns], dropped
+
+
+def _usable_images(images: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The distinct images whose label is certain (in path order, with a group each), and the
+    counts of what was dropped or grouped, for the report."""
     frame = images.copy()
     if "phash" not in frame.columns:
         frame["phash"] = ""
@@ -286,7 +310,6 @@ def build_manifest(
         frame["group"] = frame["group"].astype("int64")
     else:
         frame["group"] = np.asarray(_exact_groups(frame["sha256"].tolist()), dtype=np.int64)
-
     labels_per_hash = frame.groupby("sha256")["label"].nunique()
     labels_per_group = frame.groupby("group")["label"].nunique()
     mixed_hash = frame["sha256"].isin(labels_per_hash[labels_per_hash > 1].index)
@@ -302,41 +325,34 @@ def build_manifest(
         "near_duplicate_images": int(group_sizes[group_sizes > 1].sum()),
         "unused": 0,
     }
+    return unique, dropped
 
-    parts = []
-    for label_index, label in enumerate(LABELS):
-        rows = unique[unique["label"] == label]
-        keys = pd.unique(rows["group"])  # in the order of each group's first path
-        sizes = rows.groupby("group", sort=False).size().loc[keys].to_numpy()
-        order = np.random.default_rng([seed, label_index]).permutation(len(keys))
-        if sizes_per_class is not None:
-            _check_available(sizes_per_class, label, len(rows))
-            targets = sizes_per_class
-        else:
-            assert shares is not None
-            targets = _split_sizes(len(rows), shares)
-        choice, filled = _assign_groups(
-            sizes[order].tolist(), targets, use_all=sizes_per_class is None
+
+def _assign_label(
+    rows: pd.DataFrame,
+    label: str,
+    targets: tuple[int, int, int],
+    *,
+    seed: list[int],
+    exact: tuple[int, int, int] | None,
+) -> pd.Series:
+    """Each image's split (NaN: unused) for one class: its groups shuffled with ``seed`` and
+    packed to ``targets``; with ``exact`` counts, exactly those or a ValueError."""
+    keys = pd.unique(rows["group"])  # in the order of each group's first path
+    sizes = rows.groupby("group", sort=False).size().loc[keys].to_numpy()
+    order = np.random.default_rng(seed).permutation(len(keys))
+    choice, filled = _assign_groups(sizes[order].tolist(), targets, use_all=exact is None)
+    if exact is not None and tuple(filled) != targets:
+        short = next(i for i, (n, t) in enumerate(zip(filled, targets, strict=True)) if n != t)
+        raise ValueError(
+            f"split counts {exact}: cannot fill the {SPLITS[short]} split with "
+            f"exactly {targets[short]} {label} images without breaking up near-duplicate "
+            f"groups (it got {filled[short]})"
         )
-        if sizes_per_class is not None and tuple(filled) != targets:
-            short = next(i for i, (n, t) in enumerate(zip(filled, targets, strict=True)) if n != t)
-            raise ValueError(
-                f"split counts {sizes_per_class}: cannot fill the {SPLITS[short]} split with "
-                f"exactly {targets[short]} {label} images without breaking up near-duplicate "
-                f"groups (it got {filled[short]})"
-            )
-        split_of_group = {
-            keys[g]: SPLITS[c] for g, c in zip(order.tolist(), choice, strict=True) if c >= 0
-        }
-        split = rows["group"].map(split_of_group)
-        dropped["unused"] += int(split.isna().sum())
-        parts.append(rows.assign(split=split)[split.notna()])
-    columns = [*MANIFEST_COLUMNS, *EXTRA_COLUMNS]
-    manifest = pd.concat(parts, ignore_index=True)
-    manifest["split"] = pd.Categorical(manifest["split"], categories=SPLITS, ordered=True)
-    manifest = manifest.sort_values(["split", "label", "path"]).reset_index(drop=True)
-    manifest["split"] = manifest["split"].astype(str)
-    return manifest[columns], dropped
+    split_of_group = {
+        keys[g]: SPLITS[c] for g, c in zip(order.tolist(), choice, strict=True) if c >= 0
+    }
+    return rows["group"].map(split_of_group)
 
 
 def check_splits(manifest: pd.DataFrame, dropped: Mapping[str, int]) -> None:

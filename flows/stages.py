@@ -167,52 +167,57 @@ def publish_history(stage: str, result: StageResult) -> None:
     )
 
 
-def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
-    """Make ``work`` the Prefect flow of stage ``name``, run inside the stage's MLflow run.
+def run_stage(
+    name: str, work: Callable[[StageRun], None], root: str, execution_key: str, label: str
+) -> str:
+    """The body of stage ``name``'s flow: load ``params.yaml``, find the execution's MLflow
+    parent run (``execution_key`` when the pipeline flow passes one, else by the DVC process it
+    runs under), run ``work`` inside the stage's child run; return the parent run's id.
+    ``label`` only names the flow run in Prefect's UI."""
+    workspace = Path(root).resolve()
+    params = load_params(workspace / PARAMS_FILE, display=PARAMS_FILE)
+    how = "catdog run" if execution_key else trigger()
+    info = describe_execution(workspace, how, run_owner(how))
+    execution = open_execution(
+        tracking_home(workspace),
+        workspace,
+        params.mlflow.experiment,
+        info,
+        key=execution_key,
+        params=params.model_dump(),
+    )
+    tags = {
+        "weights.requested": params.features.weights,
+        "prefect.flow_run_id": current_flow_run_id(),
+    }
+    started = time.perf_counter()
+    with stage_run(execution, name, workspace, tags) as child:
+        stage = StageRun(name, params, workspace, execution, child)
+        try:
+            work(stage)
+        except CatdogError as error:  # the flow run's logs say what to do, in one line
+            run_logger().error("catdog: error: %s", error)
+            raise
+        except OSError as error:  # a full or read-only disk is the user's to fix too
+            message = storage_fault_message(error)
+            if not message:
+                raise
+            run_logger().error("catdog: error: %s", message)
+            raise StorageError(message) from error
+    summary = stage.result.summary if stage.result else ""
+    elapsed = time.perf_counter() - started
+    run_logger().info("%s: done in %.1f s%s", name, elapsed, f": {summary}" * bool(summary))
+    if not execution_key:  # the pipeline flow finishes its own parent run
+        finish_execution(execution)
+    return execution.run_id
 
-    The flow loads ``params.yaml``, finds its execution's MLflow parent run (``execution_key``
-    when the pipeline flow passes one, else by the DVC process it runs under) and opens the
-    stage's child run around ``work``.
-    """
+
+def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
+    """Make ``work`` the Prefect flow ``catdog-<name>`` (see :func:`run_stage`)."""
 
     def decorate(work: Callable[[StageRun], None]) -> Any:
         def run(root: str = ".", execution_key: str = "", label: str = "") -> str:
-            workspace = Path(root).resolve()
-            params = load_params(workspace / PARAMS_FILE, display=PARAMS_FILE)
-            how = "catdog run" if execution_key else trigger()
-            info = describe_execution(workspace, how, run_owner(how))
-            execution = open_execution(
-                tracking_home(workspace),
-                workspace,
-                params.mlflow.experiment,
-                info,
-                key=execution_key,
-                params=params.model_dump(),
-            )
-            tags = {
-                "weights.requested": params.features.weights,
-                "prefect.flow_run_id": current_flow_run_id(),
-            }
-            started = time.perf_counter()
-            with stage_run(execution, name, workspace, tags) as child:
-                stage = StageRun(name, params, workspace, execution, child)
-                try:
-                    work(stage)
-                except CatdogError as error:  # the flow run's logs say what to do, in one line
-                    run_logger().error("catdog: error: %s", error)
-                    raise
-                except OSError as error:  # a full or read-only disk is the user's to fix too
-                    message = storage_fault_message(error)
-                    if not message:
-                        raise
-                    run_logger().error("catdog: error: %s", message)
-                    raise StorageError(message) from error
-            summary = stage.result.summary if stage.result else ""
-            elapsed = time.perf_counter() - started
-            run_logger().info("%s: done in %.1f s%s", name, elapsed, f": {summary}" * bool(summary))
-            if not execution_key:  # the pipeline flow finishes its own parent run
-                finish_execution(execution)
-            return execution.run_id
+            return run_stage(name, work, root, execution_key, label)
 
         # not functools.wraps: Prefect reads the parameters from the signature it would copy
         run.__name__ = run.__qualname__ = work.__name__

@@ -213,19 +213,8 @@ def lineage(tracking_uri: str, reference: str) -> dict[str, Any]:
     """Everything known of how a registered model version was made, as a plain dict."""
     client = MlflowClient(tracking_uri=tracking_uri)
     version = _version(client, reference)
-    wrapped = None
-    run_id = version.run_id
-    source = version.tags.get("catdog.source", "")
-    decisions = {}
-    if source:  # the serving wrapper: follow it to the model it wraps
-        name, number = source.rsplit("/", 1)
-        wrapped = client.get_model_version(name, number)
-        run_id = wrapped.run_id
-        decisions = {
-            "promoted": version.tags.get(DECISION_TAG, ""),
-            "latest": client.get_registered_model(version.name).tags.get(DECISION_TAG, ""),
-        }
-    run = client.get_run(run_id)
+    wrapped, decisions = _wrapped_model(client, version)
+    run = client.get_run(wrapped.run_id if wrapped is not None else version.run_id)
     tags = run.data.tags
     parent_id = tags.get("mlflow.parentRunId", "")
     parent = client.get_run(parent_id) if parent_id else None
@@ -255,6 +244,29 @@ def lineage(tracking_uri: str, reference: str) -> dict[str, Any]:
             "execution_id": parent_id,
             "trigger": tags.get("catdog.trigger", ""),
         },
+        **_run_record(run, decisions),
+    }
+
+
+def _wrapped_model(client: MlflowClient, version: Any) -> tuple[Any, dict[str, str]]:
+    """The model version a serving wrapper wraps, and the champion decisions on it; (None, {})
+    for a model that is not a wrapper."""
+    source = version.tags.get("catdog.source", "")
+    if not source:
+        return None, {}
+    name, number = source.rsplit("/", 1)
+    decisions = {
+        "promoted": version.tags.get(DECISION_TAG, ""),
+        "latest": client.get_registered_model(version.name).tags.get(DECISION_TAG, ""),
+    }
+    return client.get_model_version(name, number), decisions
+
+
+def _run_record(run: Any, decisions: dict[str, str]) -> dict[str, Any]:
+    """What the training run recorded: commit, data hashes, weights, (the champion
+    ``decisions``,) Prefect and DVC ids, params and dataset inputs."""
+    tags = run.data.tags
+    return {
         "git": {"commit": tags.get("git.commit", ""), "dirty": tags.get("git.dirty") == "true"},
         "data": {
             label: tags[tag]
