@@ -135,8 +135,8 @@ def test_an_empty_preset_fails_before_any_work_in_one_line(project, env, tmp_pat
     (tmp_path / "empty.yaml").write_text("")
     line = fails([CATDOG, "run", "--params", str(tmp_path / "empty.yaml")], project, env)
     assert line == (
-        f"catdog: error: {tmp_path / 'empty.yaml'}: holds no params; start from a copy of "
-        "params.yaml and change what you need"
+        f"catdog: error: {tmp_path / 'empty.yaml'}: holds no params; a preset holds the keys it "
+        "changes, e.g. `scratch: {epochs: 40}`"
     )
     assert fingerprint(project) == before
 
