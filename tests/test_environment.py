@@ -1,4 +1,5 @@
-"""The environment is the lock's: each installed package that uv.lock pins has its locked version."""
+"""The environment is the lock's: each installed package that uv.lock pins has its locked
+version."""
 
 import importlib.metadata
 import tomllib
