@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from mlflow.exceptions import MlflowException
 from prefect import flow, task
-from prefect.testing.utilities import prefect_test_harness
 
 from tasks.common import TASK_OPTIONS
 
@@ -19,9 +18,12 @@ SMALL_DELAYS = [0.2, 0.6]  # the real option's shape (growing), in tenths of a s
 
 
 @pytest.fixture(scope="module")
-def prefect_run() -> Iterator[None]:
-    """Prefect's test harness: a temporary server and database for this module's flow runs."""
-    with prefect_test_harness(server_startup_timeout=120):
+def prefect_run(prefect_api: str) -> Iterator[None]:
+    """The session's shared Prefect server records this module's flow runs (a server of their
+    own, Prefect's test harness, would cost another start)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
         yield
 
 
