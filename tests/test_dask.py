@@ -12,6 +12,7 @@ import pytest
 from catdog import vocabulary as vocab
 from catdog.features import Shard, assemble_shards, plan_shards
 from catdog.servers.dask import DASK_ADDRESS_ENV, LOCAL_WORKERS, task_runner
+from catdog.stage_table import stage
 from catdog.workspace.params_file import resolve_params
 from tests.conftest import REPO, TINY_PARAMS
 
@@ -103,7 +104,7 @@ def prepared(tmp_path_factory) -> Path:
     keras.utils.set_random_seed(123)
     make_conv_base(params.data.image_size).save_weights(workspace / WEIGHTS)
     for task in (ingest, split, augment):
-        task.fn(params, workspace)
+        task.fn(workspace, **stage(task.name).task_arguments(params))
     return workspace
 
 
@@ -124,7 +125,7 @@ def _run_features_flow(workspace: Path, api_url: str, address: str | None = None
 
     @flow(name="catdog-features-test", validate_parameters=False)
     def features_only(root: str) -> dict[str, float]:
-        return features(_params(), Path(root)).metrics
+        return features(Path(root), **stage("features").task_arguments(_params())).metrics
 
     with temporary_settings({PREFECT_API_URL: api_url}):
         try:
