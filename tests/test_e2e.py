@@ -188,9 +188,9 @@ def test_second_repro_is_up_to_date_and_classifier_change_reruns_only_downstream
     assert sorted(children) == ["classifier", "evaluate", "finetune"]
 
 
-def test_catdog_run_finds_nothing_to_do_after_dvc_repro(repro_project):
+def test_catdog_run_finds_nothing_to_do_after_dvc_repro_from_any_folder(repro_project):
     project, env = repro_project
-    result = run([CATDOG, "run"], project, env)
+    result = run([CATDOG, "run"], project / "reports" / "figures", env)  # a subfolder works too
     assert "ran: nothing (all up to date)" in result.stdout
     assert dvc_status(project, env) == {}
 

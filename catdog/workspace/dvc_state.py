@@ -64,8 +64,13 @@ class DvcRecord:
                 "progress in this workspace; wait for it to finish, then run this again"
             ) from None
 
+    def _target(self, name: str) -> str:
+        """The stage as a DVC target that does not depend on the current directory (DVC reads
+        a bare name against ``./dvc.yaml``, so a run started in a subfolder would find none)."""
+        return f"{self.workspace / 'dvc.yaml'}:{name}"
+
     def _stage(self, name: str) -> Any:
-        (stage,) = self.repo.stage.collect(name)
+        (stage,) = self.repo.stage.collect(self._target(name))
         return stage
 
     def is_stale(self, name: str) -> bool:
@@ -88,7 +93,7 @@ class DvcRecord:
 
     def commit(self, name: str) -> None:
         """Record the finished stage in ``dvc.lock``, its outputs in the cache and run cache."""
-        self.repo.commit(name, force=True)
+        self.repo.commit(self._target(name), force=True)
 
     def close(self) -> None:
         self.repo.close()
