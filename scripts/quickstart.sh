@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One command from a fresh clone: create the environment and run the whole pipeline with DVC
-# on the embedded synthetic data.
+# One command from a fresh clone: create the environment and run the whole pipeline on the
+# embedded synthetic data as one process (`catdog run`: one Prefect flow run, each stage recorded
+# in dvc.lock as `dvc repro` would, same bytes; eight `dvc repro` stage processes take ~2 min more).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DVC_NO_ANALYTICS=1 PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_DISABLE_TELEMETRY=true \
@@ -17,7 +18,7 @@ if ! git rev-parse --git-dir >/dev/null 2>&1; then
 fi
 
 started=$(date +%s)
-dvc repro
+catdog run
 elapsed=$(( $(date +%s) - started ))
 prefect_ui=$(catdog prefect-server status | sed -n 's/^Prefect server \([^ ]*\) (UI).*/\1/p' || true)
 
