@@ -75,25 +75,22 @@ def recorded_api_url(home: Path) -> str:
     return str(active.get("PREFECT_API_URL", ""))
 
 
-def _free_port() -> int:
-    """4200 if it is free, else any free port of the loopback interface."""
-    for port in (DEFAULT_PORT, 0):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((HOST, port))
-            except OSError:
-                continue
-            return int(probe.getsockname()[1])
-    raise PrefectServerError(f"no free port on {HOST} for the project's Prefect server")
-
-
-def _port_is_free(port: int) -> bool:
+def _bound_port(port: int) -> int | None:
+    """The port a socket could bind on the loopback interface (0: any free one), or None."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
             probe.bind((HOST, port))
         except OSError:
-            return False
-        return True
+            return None
+        return int(probe.getsockname()[1])
+
+
+def _free_port() -> int:
+    """4200 if it is free, else any free port of the loopback interface."""
+    port = _bound_port(DEFAULT_PORT) or _bound_port(0)
+    if port is None:
+        raise PrefectServerError(f"no free port on {HOST} for the project's Prefect server")
+    return port
 
 
 @contextlib.contextmanager
@@ -175,7 +172,7 @@ def _start(home: Path) -> str:
         try:
             _prefect(home, *start)
         except PrefectServerError:
-            if _port_is_free(port):
+            if _bound_port(port) is not None:
                 raise  # not the race for the port: Prefect's own failure, named in the log
             continue  # taken since _free_port looked: try another
         _prefect(home, "server", "status", "--wait", "--timeout", str(START_TIMEOUT_S))
