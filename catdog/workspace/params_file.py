@@ -46,7 +46,7 @@ class ParamsUpdate:
 
     params: Params
     changed: bool  # params.yaml was rewritten
-    preset: str = ""  # the preset file copied into it, if any
+    preset: str = ""  # the preset laid over the defaults in it, if any
     overrides: tuple[str, ...] = ()
 
 
@@ -91,13 +91,13 @@ def _set_values(path: Path, values: dict[str, object]) -> None:
             node[leaf] = value
 
 
-def preset_values(preset: Path, shown: str | None = None) -> dict[str, object]:
+def preset_values(preset: Path) -> dict[str, object]:
     """The dotted keys a preset sets, and their values; every key must be a params key.
 
     Raises:
         ParamsError: The file is missing, malformed, empty, or names an unknown key.
     """
-    shown = shown or str(preset)
+    shown = str(preset)
     values = flat_params(read_params_file(preset, display=shown))
     if not values:
         raise ParamsError(
@@ -135,7 +135,8 @@ def resolve_params(
         laid = preset_values(preset)
         current = flat_params(raw)
         defaults = {**flat_params(Params().model_dump(mode="json")), **laid}
-        changes = {k: v for k, v in defaults.items() if current.get(k, object()) != _plain(v)}
+        # both sides plain YAML values (the JSON dump writes tuples as lists)
+        changes = {k: v for k, v in defaults.items() if current.get(k, object()) != v}
         origins = dict.fromkeys(laid, str(preset))
     origins |= {_override_key(text): f"-S {text}" for text in overrides}
     with tempfile.TemporaryDirectory(prefix="catdog-params-") as scratch:
@@ -148,10 +149,6 @@ def resolve_params(
         _require_every_key(raw, shown)
         params = parse_params(raw, origin=shown, origins=origins)
         return params, draft.read_bytes()
-
-
-def _plain(value: object) -> object:
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _require_every_key(raw: dict, shown: str) -> None:
