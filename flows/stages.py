@@ -167,12 +167,11 @@ def publish_history(stage: str, result: StageResult) -> None:
     )
 
 
-def run_stage(
-    name: str, work: Callable[[StageRun], None], root: str, execution_key: str, label: str
-) -> str:
+def run_stage(name: str, root: str, execution_key: str, label: str) -> str:
     """The body of stage ``name``'s flow: load ``params.yaml``, find the execution's MLflow
     parent run (``execution_key`` when the pipeline flow passes one, else by the DVC process it
-    runs under), run ``work`` inside the stage's child run; return the parent run's id.
+    runs under), run the stage's task (and what follows it, :data:`AFTER_TASK`) inside the
+    stage's child run; return the parent run's id.
     ``label`` only names the flow run in Prefect's UI."""
     workspace = Path(root).resolve()
     params = load_params(workspace / PARAMS_FILE, display=PARAMS_FILE)
@@ -194,7 +193,9 @@ def run_stage(
     with stage_run(execution, name, workspace, tags) as child:
         stage = StageRun(name, params, workspace, execution, child)
         try:
-            work(stage)
+            result = run_task(stage)
+            if name in AFTER_TASK:
+                AFTER_TASK[name](stage, result)
         except CatdogError as error:  # the flow run's logs say what to do, in one line
             run_logger().error("catdog: error: %s", error)
             raise
@@ -212,33 +213,30 @@ def run_stage(
     return execution.run_id
 
 
-def stage_flow(name: str) -> Callable[[Callable[[StageRun], None]], Any]:
-    """Make ``work`` the Prefect flow ``catdog-<name>`` (see :func:`run_stage`)."""
+def stage_flow(name: str) -> Any:
+    """The Prefect flow ``catdog-<name>`` of a row of the stage table (see :func:`run_stage`)."""
 
-    def decorate(work: Callable[[StageRun], None]) -> Any:
-        def run(root: str = ".", execution_key: str = "", label: str = "") -> str:
-            return run_stage(name, work, root, execution_key, label)
+    def run(root: str = ".", execution_key: str = "", label: str = "") -> str:
+        return run_stage(name, root, execution_key, label)
 
-        # not functools.wraps: Prefect reads the parameters from the signature it would copy
-        run.__name__ = run.__qualname__ = work.__name__
-        run.__doc__ = f"The {name} stage: {stage_table.stage(name).description}"
+    # Prefect reads the parameters from this signature, and shows the name and docstring
+    run.__name__ = run.__qualname__ = f"{name}_flow"
+    run.__doc__ = f"The {name} stage: {stage_table.stage(name).description}"
 
-        def flow_run_name() -> str:  # which stage of which execution, in Prefect's UI
-            from prefect.runtime import flow_run
+    def flow_run_name() -> str:  # which stage of which execution, in Prefect's UI
+        from prefect.runtime import flow_run
 
-            label = flow_run.parameters.get("label", "")
-            return f"{name} · {label}" if label else name
+        label = flow_run.parameters.get("label", "")
+        return f"{name} · {label}" if label else name
 
-        return flow(
-            name=f"catdog-{name}",
-            flow_run_name=flow_run_name,
-            log_prints=True,
-            validate_parameters=False,
-            persist_result=False,  # DVC keeps the outputs; Prefect's copy would be a second store
-            task_runner=local_task_runner(),  # a Dask cluster instead: catdog.servers.dask
-        )(run)
-
-    return decorate
+    return flow(
+        name=f"catdog-{name}",
+        flow_run_name=flow_run_name,
+        log_prints=True,
+        validate_parameters=False,
+        persist_result=False,  # DVC keeps the outputs; Prefect's copy would be a second store
+        task_runner=local_task_runner(),  # a Dask cluster instead: catdog.servers.dask
+    )(run)
 
 
 @task(name="record-models-worth", **TASK_OPTIONS)
@@ -334,19 +332,7 @@ def finish_evaluation(run: StageRun, result: StageResult) -> None:
 AFTER_TASK: dict[str, Callable[[StageRun, StageResult], None]] = {"evaluate": finish_evaluation}
 
 
-def _work(name: str) -> Callable[[StageRun], None]:
-    def work(run: StageRun) -> None:
-        result = run_task(run)
-        if name in AFTER_TASK:
-            AFTER_TASK[name](run, result)
-
-    work.__name__ = f"{name}_flow"
-    return work
-
-
 #: One flow per row of the stage table.
-STAGE_FLOWS: dict[str, Any] = {
-    s.name: stage_flow(s.name)(_work(s.name)) for s in stage_table.STAGES
-}
+STAGE_FLOWS: dict[str, Any] = {s.name: stage_flow(s.name) for s in stage_table.STAGES}
 # Prefect entrypoints name a module attribute: `flows/stages.py:<stage>_flow`.
 globals().update({f"{name}_flow": each for name, each in STAGE_FLOWS.items()})
