@@ -14,7 +14,14 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["PROJECT", "RUNNER_PACKAGES", "STAGE_PACKAGES", "code_deps", "module_file"]
+__all__ = [
+    "PROJECT",
+    "RUNNER_PACKAGES",
+    "STAGE_PACKAGES",
+    "code_deps",
+    "is_runner_module",
+    "module_file",
+]
 
 PROJECT = Path(__file__).resolve().parents[1]
 #: The packages whose files count as a stage's code.
@@ -70,10 +77,13 @@ def imported_modules(path: Path, root: Path = PROJECT) -> set[str]:
     return found
 
 
+def is_runner_module(module: str) -> bool:
+    """True for a module of :data:`RUNNER_PACKAGES` (or one of those packages itself)."""
+    return any(module == runner or module.startswith(runner + ".") for runner in RUNNER_PACKAGES)
+
+
 def _is_stage_code(module: str) -> bool:
-    return module.split(".")[0] in STAGE_PACKAGES and not any(
-        module == runner or module.startswith(runner + ".") for runner in RUNNER_PACKAGES
-    )
+    return module.split(".")[0] in STAGE_PACKAGES and not is_runner_module(module)
 
 
 def _with_packages(module: str) -> list[str]:

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from catdog import code_deps as code_deps_module
 from catdog import stage_table
-from catdog.code_deps import code_deps
+from catdog.code_deps import code_deps, is_runner_module
 
 REPO = Path(__file__).resolve().parents[1]
 ALL = tuple(stage_table.STAGE_NAMES)
 PACKAGES = ("catdog", "tasks", "flows")
-RUNNERS = code_deps_module.RUNNER_PACKAGES
 
 # module -> the stages whose DVC code deps list it. A change here is a change to what an edit
 # re-runs: make it on purpose. Zip handling and the generator stale only ingest; dedupe and split
@@ -166,18 +164,16 @@ def _loaded_after_import(modules: list[str]) -> set[str]:
     return set(out.split())
 
 
-def _is_runner(module: str) -> bool:
-    return any(module == r or module.startswith(r + ".") for r in RUNNERS)
-
-
 def test_core_imports_no_orchestration_framework():
-    core = [m for m in _project_modules() if m.split(".")[0] == "catdog" and not _is_runner(m)]
+    core = [
+        m for m in _project_modules() if m.split(".")[0] == "catdog" and not is_runner_module(m)
+    ]
     assert "catdog.params" in core and "catdog.plots.history" in core
     loaded = _loaded_after_import(core)
     frameworks = {
         m for m in loaded if m.split(".")[0] in {"prefect", "mlflow", "dvc", "tasks", "flows"}
     }
-    assert frameworks | {m for m in loaded if _is_runner(m)} == set()
+    assert frameworks | {m for m in loaded if is_runner_module(m)} == set()
 
 
 def test_only_catdog_is_installed():
