@@ -17,7 +17,6 @@ The tests check the refusals themselves (tests/test_faults.py, tests/test_interr
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,19 +27,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from catdog.workspace.lock import hold_workspace  # noqa: E402
-from tests.conftest import make_project_copy, project_env  # noqa: E402
+from tests.conftest import free_port, make_project_copy, project_env  # noqa: E402
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str, int]:
     started = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     return time.perf_counter() - started, done.stderr.strip(), done.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:

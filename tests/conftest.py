@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -94,6 +95,13 @@ TINY_PARAMS = {
     "finetune.epochs": 1,
     "scratch.epochs": 1,
 }
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on at 127.0.0.1 now (for a server the test starts, or none)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def bin_dir() -> Path:

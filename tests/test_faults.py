@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,11 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import make_project_copy, run
+from tests.conftest import free_port, make_project_copy, run
 
 pytestmark = pytest.mark.e2e
 
 START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def healthy(

@@ -31,6 +31,7 @@ from tests.conftest import (
     SHARED_PHOTOS,
     bin_dir,
     chromium,
+    free_port,
     make_project_copy,
     project_env,
     run,
@@ -46,12 +47,6 @@ REGISTERED = {
     "finetune": "catdog-finetuned",
     "scratch": "catdog-scratch",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_closed(port: int) -> bool:
