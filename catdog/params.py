@@ -23,6 +23,7 @@ __all__ = [
     "ParamsError",
     "TrainParams",
     "flat_params",
+    "given_values",
     "load_params",
     "missing_keys",
     "parse_params",
@@ -54,7 +55,12 @@ class DataParams(_Section):
         min_length=1,
         description="the embedded generator, or a folder or .zip of photos (DVC hashes it)",
     )
-    image_size: int = Field(96, le=1024)
+    image_size: int = Field(
+        96,
+        le=1024,
+        description="side every model sees the images at, pixels",
+        json_schema_extra={"minimum": MIN_IMAGE_SIZE},  # the run form's bound; why: below
+    )
     synthetic: SyntheticParams = SyntheticParams()
 
     @field_validator("source")
@@ -81,12 +87,16 @@ class DataParams(_Section):
 
 
 class IngestParams(_Section):
+    """Decoding and checking the images, into data/raw."""
+
     min_per_class: int = Field(2, ge=1)
     max_pixels: int = Field(40_000_000, ge=1024, description="larger images are rejected as bombs")
     workers: int = Field(0, ge=0, description="decoding threads; 0 = one per core")
 
 
 class SplitParams(_Section):
+    """The train, validation and test split, near-duplicates kept on one side."""
+
     train: float = Field(0.6, gt=0, lt=1)
     validation: float = Field(0.2, gt=0, lt=1)
     test: float = Field(0.2, gt=0, lt=1)
@@ -117,6 +127,8 @@ class SplitParams(_Section):
 
 
 class AugmentParams(_Section):
+    """The augmented views of each training image (flips, rotations, zooms)."""
+
     views: int = Field(2, ge=0, le=100, description="augmented views per training image")
     flip: Literal["horizontal", "vertical", "horizontal_and_vertical", "none"] = "horizontal"
     rotation: float = Field(0.1, ge=0, le=1, description="fraction of a full turn, as Keras")
@@ -129,6 +141,8 @@ class AugmentParams(_Section):
 
 
 class FeaturesParams(_Section):
+    """VGG16's conv base and the features it extracts from every image."""
+
     weights: str = Field("auto", min_length=1)
     batch_size: int = Field(32, ge=1)
     dtype: Literal["float16", "float32"] = "float16"
@@ -154,29 +168,36 @@ class FeaturesParams(_Section):
         )
 
 
+EPOCHS = "passes over the training images"
+
+
 class TrainParams(_Section):
     """What every trained model's section has."""
 
-    epochs: int = Field(ge=1, le=10_000)
-    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(ge=1, le=10_000, description=EPOCHS)
+    batch_size: int = Field(32, ge=1, description="images per training step")
     learning_rate: float = Field(gt=0, lt=1)
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, description="initial weights and the order of the batches")
 
 
 class ClassifierParams(TrainParams):
+    """The dense classifier on VGG16's features (chapter 8, feature extraction)."""
+
     mode: Literal["features", "in_model"] = Field(
         "features",
         description="features: the head trains on the stored features (and augmented views); "
         "in_model: the book's frozen conv base inside the model, augmentation every epoch",
     )
-    epochs: int = Field(20, ge=1, le=10_000)
+    epochs: int = Field(20, ge=1, le=10_000, description=EPOCHS)
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     units: int = Field(256, ge=1)
     dropout: float = Field(0.5, ge=0, lt=1)
 
 
 class FinetuneParams(TrainParams):
-    epochs: int = Field(3, ge=1, le=10_000)
+    """Fine-tuning the top of VGG16's conv base with the classifier (chapter 8)."""
+
+    epochs: int = Field(3, ge=1, le=10_000, description=EPOCHS)
     learning_rate: float = Field(1e-5, gt=0, lt=1)
     unfreeze: int = Field(4, ge=1, le=19, description="last conv-base layers made trainable")
 
@@ -187,7 +208,7 @@ class ScratchParams(TrainParams):
     arch: Literal["book", "xception"] = Field(
         "book", description="book: chapter 8's convnet; xception: chapter 9's mini-Xception"
     )
-    epochs: int = Field(20, ge=1, le=10_000)
+    epochs: int = Field(20, ge=1, le=10_000, description=EPOCHS)
     learning_rate: float = Field(1e-3, gt=0, lt=1, description="(peak) learning rate")
     dropout: float = Field(0.5, ge=0, lt=1)
     optimizer: Literal["rmsprop", "adamw"] = "rmsprop"
@@ -243,6 +264,8 @@ class EvaluateParams(_Section):
 
 
 class MlflowParams(_Section):
+    """Where the runs are logged."""
+
     experiment: str = Field("catdog", min_length=1)
 
 
@@ -354,6 +377,21 @@ def flat_params(mapping: Mapping[str, Any]) -> dict[str, Any]:
         else:
             flat[str(key)] = value
     return flat
+
+
+def given_values(prefix: str, section: BaseModel) -> dict[str, Any]:
+    """The values a caller gave in ``section`` (not those it left to their defaults), as dotted
+    keys under ``prefix`` and plain YAML values, e.g. ``{"classifier.epochs": 5}`` for a
+    ``ClassifierParams`` made from ``{"epochs": 5}``."""
+    given: dict[str, Any] = {}
+    for name in section.model_fields_set:
+        value = getattr(section, name)
+        if isinstance(value, BaseModel):
+            given |= given_values(f"{prefix}.{name}", value)
+        else:
+            dumped = section.model_dump(mode="json", include={name})[name]
+            given[f"{prefix}.{name}"] = dumped
+    return given
 
 
 def missing_keys(raw: Mapping[str, Any]) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,9 +117,12 @@ def resolve_params(
     *,
     shown: str | None = None,
     preset: Path | None = None,
+    values: Mapping[str, object] | None = None,
+    values_origin: str = "the run's parameters",
 ) -> tuple[Params, bytes]:
     """The params of ``source`` (a full params file), or the defaults with ``preset`` laid over
-    them, with ``overrides`` applied; and the YAML text that holds them, laid out as ``source``.
+    them, with ``overrides`` applied, then ``values`` (dotted keys, typed values: a deployed
+    run's form); and the YAML text that holds them, laid out as ``source``.
 
     Nothing is written; ``shown`` names ``source`` in errors (default: its path).
 
@@ -139,16 +142,32 @@ def resolve_params(
         changes = {k: v for k, v in defaults.items() if current.get(k, object()) != v}
         origins = dict.fromkeys(laid, str(preset))
     origins |= {_override_key(text): f"-S {text}" for text in overrides}
+    for key in values or {}:
+        problem = unknown_key(key)
+        if problem:
+            raise ParamsError(f"{values_origin}: {problem}")
+    origins |= dict.fromkeys(values or {}, values_origin)
     with tempfile.TemporaryDirectory(prefix="catdog-params-") as scratch:
         draft = Path(scratch) / PARAMS_FILE
         shutil.copyfile(source, draft)
         if changes:
             _set_values(draft, changes)
         _apply_overrides(draft, overrides)
+        differing = _differing(draft, values or {}, shown)
+        if differing:  # only these: an unchanged value keeps its layout in the file
+            _set_values(draft, differing)
         raw = read_params_file(draft, display=shown)
         _require_every_key(raw, shown)
         params = parse_params(raw, origin=shown, origins=origins)
         return params, draft.read_bytes()
+
+
+def _differing(path: Path, values: Mapping[str, object], shown: str) -> dict[str, object]:
+    """The ``values`` the params file at ``path`` does not already hold."""
+    if not values:
+        return {}
+    current = flat_params(read_params_file(path, display=shown))
+    return {k: v for k, v in values.items() if current.get(k, object()) != v}
 
 
 def _require_every_key(raw: dict, shown: str) -> None:
@@ -173,6 +192,8 @@ def apply_params(
     overrides: Sequence[str] = (),
     *,
     check: Callable[[Params], None] | None = None,
+    values: Mapping[str, object] | None = None,
+    values_origin: str = "the run's parameters",
 ) -> ParamsUpdate:
     """Make ``params.yaml`` hold the defaults with ``preset`` over them (no preset: itself), with
     ``overrides`` applied.
@@ -184,7 +205,14 @@ def apply_params(
         ParamsError: As :func:`resolve_params`; or whatever ``check`` raises.
     """
     target = workspace / PARAMS_FILE
-    params, text = resolve_params(target, overrides, shown=PARAMS_FILE, preset=preset)
+    params, text = resolve_params(
+        target,
+        overrides,
+        shown=PARAMS_FILE,
+        preset=preset,
+        values=values,
+        values_origin=values_origin,
+    )
     if check is not None:
         check(params)
     changed = not target.is_file() or target.read_bytes() != text
