@@ -59,7 +59,15 @@ from catdog.workspace.paths import tracking_home
 from catdog.workspace.storage import storage_fault_message
 from tasks.common import TASK_OPTIONS, run_logger
 
-__all__ = ["STAGE_FLOWS", "StageRun", "current_flow_run_id", "lineage_params_values", "trigger"]
+__all__ = [
+    "STAGE_FLOWS",
+    "StageRun",
+    "current_flow_run_id",
+    "deployment_name",
+    "lineage_params_values",
+    "pipeline_trigger",
+    "trigger",
+]
 
 
 def lineage_params_values(params: Params, stage: str) -> dict[str, Any]:
@@ -76,6 +84,29 @@ def current_flow_run_id() -> str:
     from prefect.runtime import flow_run
 
     return str(flow_run.id or "")
+
+
+def current_flow_run_url() -> str:
+    """The Prefect UI's page of the flow run this code runs in ('' outside one)."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.ui_url or "") if flow_run.id else ""
+
+
+def deployment_name() -> str:
+    """The Prefect deployment whose run this is ('' when none started it: ``catdog run``)."""
+    from prefect.runtime import deployment
+
+    return str(deployment.name or "") if deployment.id else ""
+
+
+RUN_TRIGGER = "catdog run"
+DEPLOYMENT_TRIGGER = "prefect deployment"
+
+
+def pipeline_trigger() -> str:
+    """What started the pipeline flow run this code runs in, as its MLflow runs say."""
+    return DEPLOYMENT_TRIGGER if deployment_name() else RUN_TRIGGER
 
 
 def trigger() -> str:
@@ -175,8 +206,8 @@ def run_stage(name: str, root: str, execution_key: str, label: str) -> str:
     ``label`` only names the flow run in Prefect's UI."""
     workspace = Path(root).resolve()
     params = load_params(workspace / PARAMS_FILE, display=PARAMS_FILE)
-    how = "catdog run" if execution_key else trigger()
-    info = describe_execution(workspace, how, run_owner(how))
+    how = pipeline_trigger() if execution_key else trigger()
+    info = describe_execution(workspace, how, run_owner(how), deployment_name())
     execution = open_execution(
         tracking_home(workspace),
         workspace,
@@ -188,6 +219,7 @@ def run_stage(name: str, root: str, execution_key: str, label: str) -> str:
     tags = {
         "weights.requested": params.features.weights,
         "prefect.flow_run_id": current_flow_run_id(),
+        "prefect.flow_run_url": current_flow_run_url(),
     }
     started = time.perf_counter()
     with stage_run(execution, name, workspace, tags) as child:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "compare",
+    "deploy",
     "lineage",
     "predict",
     "prefect_server",
@@ -40,49 +41,37 @@ __all__ = [
 ]
 
 
-def _connect_servers(workspace: Path) -> None:
-    """Fail fast if the MLflow server is down; point Prefect at its server (before importing it)."""
-    from catdog.servers.auth import require_credentials
-    from catdog.servers.health import require_tracking_server
-    from catdog.servers.prefect import ensure_prefect_api, prefect_home
-    from catdog.tracking.store import tracking_uri
-
-    home = tracking_home(workspace)
-    require_tracking_server(home)  # seconds, not minutes of retries
-    team_prefect = os.environ.get("PREFECT_API_URL", "")
-    require_credentials(tracking_uri(home), team_prefect)  # one line naming what to set
-    if not team_prefect:  # the project's own server, its own history
-        os.environ["PREFECT_HOME"] = str(prefect_home(home))
-    os.environ["PREFECT_API_URL"] = ensure_prefect_api(home)
+def _hide_console_tracebacks() -> None:
     from catdog.cli.terminal import hide_console_tracebacks
 
     if os.environ.get("CATDOG_DEBUG", "") in ("", "0"):
         hide_console_tracebacks()
 
 
-def _check_tracking_server(workspace: Path) -> str:
-    """The tracking URI, once a tracking server there answers and takes our credentials."""
-    from catdog.servers.auth import require_credentials
-    from catdog.servers.health import require_tracking_server
-    from catdog.tracking.store import tracking_uri
+def _connect_servers(workspace: Path) -> None:
+    """Point Prefect at its server once the servers answer; tracebacks off the console."""
+    from catdog.servers.connect import connect_servers
 
-    home = tracking_home(workspace)
-    require_tracking_server(home)
-    require_credentials(tracking_uri(home), "")
-    return tracking_uri(home)
+    connect_servers(workspace)
+    _hide_console_tracebacks()
+
+
+def _check_tracking_server(workspace: Path) -> str:
+    from catdog.servers.connect import check_tracking_server
+
+    return check_tracking_server(workspace)
 
 
 def _check_inputs(workspace: Path) -> Callable[[Params], None]:
-    """The checks before any work, even before params.yaml is written: the run's data source and
-    VGG16 weights can be had, and the servers answer and take our credentials."""
+    """The checks before any work (:func:`catdog.servers.connect.check_run_inputs`), then the
+    console's tracebacks hidden."""
+    from catdog.servers.connect import check_run_inputs
+
+    inputs = check_run_inputs(workspace)
 
     def check(params: Params) -> None:
-        from catdog.sources import resolve_source
-        from catdog.weights import resolve_weights
-
-        resolve_source(params.data.source, workspace)
-        resolve_weights(params.features.weights, root=workspace)
-        _connect_servers(workspace)
+        inputs(params)
+        _hide_console_tracebacks()
 
     return check
 
@@ -160,12 +149,13 @@ def run_pipeline(args: argparse.Namespace, workspace: Path) -> int:
         from catdog.servers.dask import with_task_runner
         from catdog.workspace.execution import describe_execution
         from catdog.workspace.lock import run_owner
-        from flows.pipeline import TRIGGER, pipeline_flow
+        from flows.pipeline import pipeline_flow
+        from flows.stages import RUN_TRIGGER as TRIGGER
 
         info = describe_execution(workspace, TRIGGER, run_owner(TRIGGER))
         run_flow = with_task_runner(pipeline_flow, args.dask_address)
         with tags(*info.tags()):
-            fates = run_flow(str(workspace), force=args.force)
+            fates = run_flow(root=str(workspace), force=args.force)
     ran = [name for name, fate in fates.items() if fate != "up to date"]
     sys.stdout.write(f"ran: {', '.join(ran) or 'nothing (all up to date)'}\n")
     sys.stdout.write(_summary(workspace, time.perf_counter() - started) + "\n")
@@ -461,8 +451,25 @@ def serve(args: argparse.Namespace, workspace: Path) -> int:
         allowed_hosts=args.allowed_hosts,
         cors_origins=args.cors_allowed_origins,
         advertise=args.advertise,
+        worker_pool=args.worker,
     )
     return serve_both(tracking_home(workspace), options)
+
+
+def deploy(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog deploy``: prefect.yaml's deployments, their run forms from params.yaml."""
+    from catdog.servers.deployments import deploy as deploy_all
+
+    require_git_checkout(workspace)
+    _connect_servers(workspace)
+    for line in deploy_all(workspace):
+        sys.stdout.write(f"{line}\n")
+    sys.stdout.write(
+        "run one: `prefect deployment run catdog-pipeline/pipeline` or the deployment's Run "
+        "button in Prefect's UI; a worker must be running: `prefect worker start --pool catdog` "
+        "(or `catdog serve --worker`)\n"
+    )
+    return 0
 
 
 def compare(args: argparse.Namespace, workspace: Path) -> int:

@@ -122,6 +122,7 @@ def open_execution(
     *,
     key: str = "",
     params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Execution:
     """Find or create the parent run of this pipeline execution.
 
@@ -154,7 +155,9 @@ def open_execution(
             "git.commit": info.commit,
             "git.dirty": str(info.dirty).lower(),
             "dvc.exp_name": info.exp_name,
+            "prefect.deployment": info.deployment,
             **execution.owner_tags(root),
+            **(tags or {}),
         },
     )
     flat_params = [Param(k, str(v)) for k, v in flat(params or {}).items()]
@@ -194,13 +197,18 @@ def stage_run(
         "git.dirty": str(info.dirty).lower(),
         "dvc.stage": os.environ.get("DVC_STAGE", ""),
         "dvc.exp_name": info.exp_name,
+        "prefect.deployment": info.deployment,
         "mlflow.source.name": f"catdog stage {stage}",  # what MLflow's UI shows as the source
         **execution.owner_tags(root),
         **(tags or {}),
     }
     name = f"{stage} · {info.label}"
     with mlflow.start_run(
-        run_name=name, parent_run_id=execution.run_id, tags=all_tags, nested=True
+        run_name=name,
+        parent_run_id=execution.run_id,
+        tags=all_tags,
+        nested=True,
+        log_system_metrics=True,  # CPU, memory (and GPU) of the machine that ran the stage
     ) as run:
         try:
             yield run

@@ -63,11 +63,12 @@ def git_commit(root: Path) -> tuple[str, bool]:
 class ExecutionInfo:
     """Who runs an execution and on what code: enough to name it and to tag its runs."""
 
-    trigger: str  # dvc repro | dvc exp run | catdog run | catdog stage
+    trigger: str  # dvc repro | dvc exp run | catdog run | catdog stage | prefect deployment
     owner: Owner
     commit: str
     dirty: bool
     exp_name: str = ""  # the DVC experiment's name, under `dvc exp run`
+    deployment: str = ""  # the Prefect deployment's name, for a run of one
 
     @property
     def short_commit(self) -> str:
@@ -81,7 +82,8 @@ class ExecutionInfo:
 
     @property
     def label(self) -> str:
-        what = f"{self.trigger} {self.exp_name}" if self.exp_name else self.trigger
+        named = self.exp_name or self.deployment
+        what = f"{self.trigger} {named}" if named else self.trigger
         return f"{what} {self.started} {self.short_commit}"
 
     def tags(self) -> list[str]:
@@ -89,10 +91,16 @@ class ExecutionInfo:
         tags = ["catdog", f"trigger:{self.trigger}", f"commit:{self.short_commit}"]
         if self.exp_name:
             tags.append(f"exp:{self.exp_name}")
+        if self.deployment:
+            tags.append(f"deployment:{self.deployment}")
         return [*tags, f"execution:{self.label}"]
 
 
-def describe_execution(workspace: Path, trigger: str, owner: Owner) -> ExecutionInfo:
-    """The execution the current process belongs to (DVC sets ``DVC_EXP_NAME`` for experiments)."""
+def describe_execution(
+    workspace: Path, trigger: str, owner: Owner, deployment: str = ""
+) -> ExecutionInfo:
+    """The execution the current process belongs to (DVC sets ``DVC_EXP_NAME`` for experiments);
+    ``deployment`` names the Prefect deployment that started it, if one did."""
     commit, dirty = git_commit(workspace)
-    return ExecutionInfo(trigger, owner, commit, dirty, os.environ.get("DVC_EXP_NAME", ""))
+    exp_name = os.environ.get("DVC_EXP_NAME", "")
+    return ExecutionInfo(trigger, owner, commit, dirty, exp_name, deployment)
