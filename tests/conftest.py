@@ -80,6 +80,7 @@ PROJECT_FILES = (
     "pyproject.toml",
     "params.yaml",
     "dvc.yaml",
+    "prefect.yaml",
     ".dvcignore",
     "catdog",
     "tasks",

@@ -193,6 +193,19 @@ def add_serve(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the name teammates reach this machine by (default: --host, or the hostname)",
     )
+    parser.add_argument(
+        "--worker",
+        nargs="?",
+        const="catdog",
+        default="",
+        metavar="POOL",
+        help="also run a Prefect worker for this work pool (default pool: catdog), which runs "
+        "the deployments' flow runs on this machine",
+    )
+
+
+def add_deploy(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options: prefect.yaml says what to deploy, params.yaml the forms' defaults
 
 
 def add_compare(parser: argparse.ArgumentParser) -> None:

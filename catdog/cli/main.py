@@ -43,6 +43,7 @@ examples:
   dvc exp run -S classifier.epochs=5 an experiment with a changed parameter
   catdog run                         the stages DVC finds stale, as one Prefect flow run
   catdog run -S classifier.epochs=5  the same, after writing the value into params.yaml
+  catdog deploy                      the pipeline as Prefect deployments (run from Prefect's UI)
   catdog predict photos/ --out p.csv  probability of dog for each image (fine-tuned model)
   catdog score photos/ --model models:/catdog@champion
                                      accuracy with its 95% interval on labelled photos
@@ -120,6 +121,17 @@ COMMANDS: tuple[Command, ...] = (
         "Prefect server, wait until both answer, print their URLs; Ctrl-C stops both.",
         arguments.add_serve,
         commands.serve,
+    ),
+    Command(
+        "deploy",
+        "register prefect.yaml's deployments, with run forms from params.yaml",
+        "Create the process work pool `catdog` if it is missing and register the deployments "
+        "prefect.yaml declares on the project's Prefect server (or PREFECT_API_URL's), with "
+        "Prefect's own `prefect deploy`; each pipeline deployment's run form takes its defaults "
+        "from params.yaml. `pipeline-from-git` (for workers on other machines) is deployed when "
+        "the checkout has a git remote `origin`. Running it again changes nothing.",
+        arguments.add_deploy,
+        commands.deploy,
     ),
     Command(
         "compare",

@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_PORT",
     "PrefectServerError",
     "ensure_prefect_api",
+    "free_loopback_port",
     "prefect_home",
     "recorded_api_url",
     "stop_prefect_server",
@@ -83,6 +84,14 @@ def _bound_port(port: int) -> int | None:
         except OSError:
             return None
         return int(probe.getsockname()[1])
+
+
+def free_loopback_port() -> int:
+    """A port nobody listens on at the loopback interface now."""
+    port = _bound_port(0)
+    if port is None:
+        raise PrefectServerError(f"no free port on {HOST}")
+    return port
 
 
 def _free_port() -> int:

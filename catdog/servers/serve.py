@@ -117,6 +117,7 @@ class ServeOptions:
     allowed_hosts: str = ""  # MLflow's Host-header allow-list ('' : this host's names)
     cors_origins: str = ""  # MLflow's CORS allow-list ('' : MLflow's default, localhost)
     advertise: str = ""  # the name clients use for this host ('' : host, or the hostname)
+    worker_pool: str = ""  # a Prefect worker for this work pool beside the servers ('' : none)
 
     @property
     def public_host(self) -> str:
@@ -214,6 +215,43 @@ def _prefect_service(home: Path, options: ServeOptions, creds: ServerCredentials
     )
 
 
+def _worker_service(
+    home: Path, options: ServeOptions, creds: ServerCredentials | None
+) -> Service:
+    """A Prefect process worker for ``options.worker_pool`` on these servers. Its flow runs
+    inherit its environment: the servers' URLs, the credentials, and this environment's scripts
+    on PATH (the ``dvc`` of a deployment's pull steps)."""
+    from catdog.servers.prefect import free_loopback_port
+
+    health_port = free_loopback_port()
+    scripts = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_PROFILE"}
+    env.update(
+        PREFECT_API_URL=f"http://127.0.0.1:{options.prefect_port}/api",
+        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{options.mlflow_port}",
+        PREFECT_WORKER_WEBSERVER_PORT=str(health_port),
+        PATH=f"{scripts}{os.pathsep}{env.get('PATH', '')}",
+    )
+    if creds is not None:
+        env.update(
+            {
+                PREFECT_AUTH: creds.prefect_auth,
+                MLFLOW_USER: creds.mlflow_user,
+                MLFLOW_PASSWORD: creds.mlflow_password,
+            }
+        )
+    command = [sys.executable, "-m", "prefect", "worker", "start"]
+    command += ["--pool", options.worker_pool, "--type", "process", "--with-healthcheck"]
+    return Service(
+        f"Prefect worker (pool {options.worker_pool})",
+        command,
+        f"http://127.0.0.1:{health_port}/health",
+        f"http://127.0.0.1:{health_port}",
+        state_dir(home) / "serve-worker.log",
+        env,
+    )
+
+
 def _banner(home: Path, services: list[Service], creds: ServerCredentials | None) -> str:
     mlflow_url, prefect_url = services[0].url, services[1].url
     lines = [
@@ -226,7 +264,9 @@ def _banner(home: Path, services: list[Service], creds: ServerCredentials | None
     if creds is not None:  # the variables' names only: their values never leave the environment
         lines.append(f"  export {MLFLOW_USER}=... {MLFLOW_PASSWORD}=... {PREFECT_AUTH}=...")
         lines.append("(your MLflow account, and the team's Prefect auth string)")
-    lines.append("Ctrl-C stops both.")
+    for worker in services[2:]:
+        lines.append(f"{worker.name}  runs the deployments' flow runs here (log {worker.log_path})")
+    lines.append("Ctrl-C stops them all." if services[2:] else "Ctrl-C stops both.")
     return "\n".join(lines) + "\n"
 
 
@@ -253,6 +293,10 @@ def serve(home: Path, options: ServeOptions, *, start_timeout_s: float = 120.0) 
         for service in services:
             service.start()
         failure = _wait_until_healthy(services, start_timeout_s, stopping)
+        if not failure and options.worker_pool and not stopping["signal"]:
+            services.append(_worker_service(home, options, creds))  # once its server answers
+            services[-1].start()
+            failure = _wait_until_healthy(services[-1:], start_timeout_s, stopping)
         if failure or stopping["signal"]:
             return failure
         sys.stdout.write(_banner(home, services, creds))
