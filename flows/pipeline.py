@@ -9,9 +9,10 @@ holds the run's params.
 
 The flow's parameters are the sections of ``params.yaml``, typed by the same schema
 (:mod:`catdog.params`), so Prefect's *Custom run* form shows them with their ranges and
-descriptions and refuses an impossible value before a run starts. The values a run is given are
-written into ``params.yaml`` first, as ``catdog run -S`` writes them; those it is not given keep
-the file's. The run holds the workspace and DVC's repository lock throughout.
+descriptions and refuses an impossible value before a run starts. What a run asks to change (the
+form's fields that differ from its defaults, or the keys given with ``--param``) is written into
+``params.yaml`` first, as ``catdog run -S`` writes it; everything else keeps the file's values.
+The run holds the workspace and DVC's repository lock throughout.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from prefect import flow, tags
 from prefect.states import Failed, State
+from pydantic import BaseModel
 
 from catdog import stage_table
 from catdog.errors import CatdogError
@@ -123,7 +125,7 @@ def pipeline_flow(  # one parameter per params.yaml section: the run form
     sections = dict(zip(Params.model_fields, (data, ingest, split, augment, features,
                                                classifier, finetune, scratch, evaluate, mlflow),
                         strict=True))  # fmt: skip
-    given = {k: v for name, s in sections.items() for k, v in given_values(name, s).items()}
+    given = _asked_values(sections, _form_defaults())
     workspace = Path(root).resolve()
     try:
         require_git_checkout(workspace)
@@ -140,6 +142,37 @@ def pipeline_flow(  # one parameter per params.yaml section: the run form
     return fates
 
 
+def _form_defaults() -> dict[str, object]:
+    """The deployment's parameters (its run form's defaults: params.yaml when it was deployed);
+    {} for a run no deployment started."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import deployment
+
+    if not deployment.id:
+        return {}
+    # not prefect.runtime's deployment.parameters: that is this flow run's parameters
+    with get_client(sync_client=True) as client:
+        return dict(client.read_deployment(deployment.id).parameters or {})
+
+
+def _asked_values(sections: dict[str, BaseModel], defaults: dict[str, object]) -> dict[str, object]:
+    """What a run asks to change in params.yaml, as dotted keys: of a section as the form sends
+    it (every key, its defaults filled in), the values that differ from the form's defaults; of a
+    section given in part (``--param classifier='{"epochs": 5}'``), every value given. So a run
+    with the form as it opened, a scheduled run among them, runs params.yaml as it is, even if
+    the form's defaults are older."""
+    asked: dict[str, object] = {}
+    for name, section in sections.items():
+        given = given_values(name, section)
+        form = defaults.get(name)
+        default = flat_params({name: form}) if isinstance(form, dict) else {}
+        if set(given) == set(default):
+            asked |= {k: v for k, v in given.items() if default[k] != v}
+        else:
+            asked |= given
+    return asked
+
+
 def _run_pipeline(workspace: Path, given: dict[str, object], force: bool) -> dict[str, str]:
     """Write the given params into params.yaml (after the checks), then run the stale stages."""
     current = flat_params(read_params_file(workspace / PARAMS_FILE, display=PARAMS_FILE))
@@ -150,19 +183,30 @@ def _run_pipeline(workspace: Path, given: dict[str, object], force: bool) -> dic
     if changed:
         settings = " ".join(f"-S {k}={v}" for k, v in changed.items())
         run_logger().info("params.yaml: wrote %s", settings)
+    info = _execution_info(workspace)
+    _name_flow_run(f"pipeline · {info.label}")  # "-dirty" once the values are written
     record = DvcRecord(workspace)
     try:
         with record.locked():
-            return _run_stale_stages(workspace, record, update.params, force)
+            return _run_stale_stages(workspace, record, update.params, info, force)
     finally:
         record.close()
 
 
+def _name_flow_run(name: str) -> None:
+    """Rename this flow run, so that Prefect and MLflow name the execution alike."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if flow_run.id and flow_run.name != name:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, name=name)
+
+
 def _run_stale_stages(
-    workspace: Path, record: DvcRecord, params: Params, force: bool
+    workspace: Path, record: DvcRecord, params: Params, info: ExecutionInfo, force: bool
 ) -> dict[str, str]:
     snapshot = (workspace / PARAMS_FILE).read_bytes()  # what every stage of this run reads
-    info = _execution_info(workspace)
     execution = None
     fates: dict[str, str] = {}
     for name in stage_table.STAGE_NAMES:

@@ -75,7 +75,7 @@ def start_catdog_serve(
     )
     banner: list[str] = []
     deadline = time.monotonic() + 240
-    while not banner or "Ctrl-C stops both" not in banner[-1]:
+    while not banner or "Ctrl-C stops" not in banner[-1]:
         if time.monotonic() > deadline or server.poll() is not None:
             server.kill()
             raise AssertionError(f"catdog serve did not come up:\n{server.stderr.read()}")

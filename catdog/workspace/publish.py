@@ -20,29 +20,41 @@ class PublishError(CatdogError):
     """The results could not be pushed."""
 
 
+def _reason(error: subprocess.CalledProcessError) -> str:
+    """Git's own words for a failure, in one line: the rejected ref, else its first error."""
+    lines = [line.strip() for line in (error.stderr or error.stdout or "").splitlines()]
+    lines = [line for line in lines if line and not line.startswith("hint:")]
+    for mark in ("[rejected]", "error:", "fatal:"):
+        found = [line for line in lines if mark in line]
+        if found:
+            return " ".join(found[0].split())
+    return lines[-1] if lines else str(error)
+
+
 def _git(workspace: Path, *args: str) -> str:
     try:
         done = subprocess.run(
             ["git", *args], cwd=workspace, capture_output=True, text=True, check=True
         )
     except subprocess.CalledProcessError as error:
-        problem = (error.stderr or error.stdout or "").strip().splitlines()
         raise PublishError(
-            f"`git {' '.join(args)}` failed in {workspace}: {problem[-1] if problem else error}; "
-            "the outputs are in the DVC remote, push the commit by hand once that is fixed"
+            f"`git {' '.join(args)}` failed in {workspace}: {_reason(error)}; the outputs and "
+            "DVC's run cache are in the DVC remote, so the same run started again restores its "
+            "stages from there instead of running them, and pushes again"
         ) from None
     return done.stdout.strip()
 
 
 def push_outputs(workspace: Path) -> int:
-    """``dvc push``: every output ``dvc.lock`` records, to the default DVC remote; the number of
-    files sent."""
+    """``dvc push --run-cache``: every output ``dvc.lock`` records, and DVC's run cache (so a clone
+    that pulls it restores these stages instead of running them), to the default DVC remote;
+    the number of files sent."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     with Repo(str(workspace)) as repo:
         try:
-            return int(repo.push())
+            return int(repo.push(run_cache=True))
         except DvcException as error:
             raise PublishError(
                 f"dvc push from {workspace} failed: {error}; set a default remote "
