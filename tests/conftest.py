@@ -33,6 +33,7 @@ LONGEST_FIRST = (  # seconds per file on a clean clone, 2026-12-07, CPU shared
     "test_e2e.py",  # 802
     "test_failures.py",  # 593
     "test_faults.py",  # 558
+    "test_deployments.py",  # 510 (2026-12-07, alone, -n0)
     "test_interruption.py",  # 504
     "test_sweep.py",  # 486
     "test_champion.py",  # 364

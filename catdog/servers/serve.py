@@ -215,9 +215,7 @@ def _prefect_service(home: Path, options: ServeOptions, creds: ServerCredentials
     )
 
 
-def _worker_service(
-    home: Path, options: ServeOptions, creds: ServerCredentials | None
-) -> Service:
+def _worker_service(home: Path, options: ServeOptions, creds: ServerCredentials | None) -> Service:
     """A Prefect process worker for ``options.worker_pool`` on these servers. Its flow runs
     inherit its environment: the servers' URLs, the credentials, and this environment's scripts
     on PATH (the ``dvc`` of a deployment's pull steps)."""
