@@ -104,7 +104,7 @@ def pipeline_flow(  # one parameter per params.yaml section: the run form
 
     Args:
         data: Where the images come from and the size every model sees them at.
-        ingest: Decoding the images (params.yaml's ingest section).
+        ingest: Decoding and checking the images.
         split: The train, validation and test split.
         augment: The augmented views of the training images.
         features: VGG16's conv base and the features it extracts.
