@@ -309,7 +309,6 @@ FIELD = "xpath=ancestor::div[contains(concat(' ', normalize-space(@class), ' '),
 
 def test_custom_run_from_the_form_in_prefect_ui(deployed):
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-    from prefect.client.schemas.sorting import FlowRunSort
 
     project, env, _ = deployed
     run([CATDOG, "deploy"], project, env, timeout=300)  # the form's defaults: params.yaml now
@@ -336,12 +335,20 @@ def test_custom_run_from_the_form_in_prefect_ui(deployed):
         tab.screenshot(path=SCREENSHOTS / "prefect-custom-run-refused.png")
         field.fill("6")
         tab.screenshot(path=SCREENSHOTS / "prefect-custom-run-form.png")
-        tab.get_by_role("button", name="Submit").click()
-        tab.wait_for_url("**/deployments/deployment/**tab=Runs", timeout=60_000)
         with prefect_client(env["PREFECT_API_URL"]) as client:
-            (flow_run,) = client.read_flow_runs(
-                deployment_filter=by_deployment, sort=FlowRunSort.START_TIME_DESC, limit=1
-            )
+            before = {r.id for r in client.read_flow_runs(deployment_filter=by_deployment)}
+            tab.get_by_role("button", name="Submit").click()
+            deadline = time.monotonic() + 180  # the UI creates the run; a busy server is slow
+            while time.monotonic() < deadline:
+                created = client.read_flow_runs(deployment_filter=by_deployment)
+                if new := [r for r in created if r.id not in before]:
+                    break
+                time.sleep(2)
+            else:
+                tab.screenshot(path=SCREENSHOTS / "prefect-custom-run-not-submitted.png")
+                page = tab.inner_text("body")
+                raise AssertionError(f"no flow run after Submit; the page: {page}")
+            (flow_run,) = new
             deadline = time.monotonic() + 600
             while not flow_run.state.is_final() and time.monotonic() < deadline:
                 time.sleep(2)
