@@ -19,9 +19,12 @@ from keras import layers
 
 from catdog.seeding import initialize_weights
 
-__all__ = ["ARCHITECTURES", "make_scratch_model", "precision"]
+__all__ = ["ARCHITECTURES", "GRADCAM_LAYER", "make_scratch_model", "precision"]
 
 XCEPTION_WIDTHS = (32, 64, 128, 256, 512)
+#: The name of each architecture's last convolutional feature map, the layer Grad-CAM explains
+#: (:mod:`catdog.gradcam`): named where the model is defined rather than guessed from layer types.
+GRADCAM_LAYER = "gradcam_features"
 
 
 @contextmanager
@@ -41,7 +44,7 @@ def _book(x: keras.KerasTensor) -> keras.KerasTensor:
     for filters in (32, 64, 128, 256):
         x = layers.Conv2D(filters, 3, activation="relu")(x)
         x = layers.MaxPooling2D(2)(x)
-    x = layers.Conv2D(256, 3, activation="relu")(x)
+    x = layers.Conv2D(256, 3, activation="relu", name=GRADCAM_LAYER)(x)
     return layers.Flatten()(x)
 
 
@@ -49,7 +52,7 @@ def _xception(x: keras.KerasTensor) -> keras.KerasTensor:
     """Chapter 9's mini-Xception: per width, two BN-ReLU-separable convolutions, a max pool
     and a 1x1 strided residual projection; global average pooling instead of Flatten."""
     x = layers.Conv2D(XCEPTION_WIDTHS[0], 5, strides=2, use_bias=False)(x)
-    for width in XCEPTION_WIDTHS:
+    for index, width in enumerate(XCEPTION_WIDTHS):
         residual = x
         for _ in range(2):
             x = layers.BatchNormalization()(x)
@@ -57,7 +60,8 @@ def _xception(x: keras.KerasTensor) -> keras.KerasTensor:
             x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False)(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
         residual = layers.Conv2D(width, 1, strides=2, padding="same", use_bias=False)(residual)
-        x = layers.add([x, residual])
+        last = index == len(XCEPTION_WIDTHS) - 1
+        x = layers.add([x, residual], name=GRADCAM_LAYER if last else None)
     return layers.GlobalAveragePooling2D()(x)
 
 

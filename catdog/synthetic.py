@@ -25,13 +25,14 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from catdog.vocabulary import LABELS
 
-__all__ = ["draw_animal", "generate_synthetic"]
+__all__ = ["draw_animal", "draw_animal_with_head_box", "generate_synthetic"]
 """The two class labels, in the order of their numeric ids (cat=0, dog=1)."""
 
 _SUPERSAMPLE = 2
 
 Color = tuple[int, int, int]
 Point = tuple[float, float]
+Box = tuple[int, int, int, int]
 
 # Palettes shared by both classes: the class must not show in colour.
 _FUR: tuple[Color, ...] = (
@@ -326,7 +327,8 @@ def _eye_round(p: _Painter, x: float, y: float, r: float) -> None:
 # _draw_cat and _draw_dog stay long on purpose: each is one picture drawn stroke by stroke, and
 # the order of its random draws is the data. Splitting a drawing into helpers that draw in a
 # different order would change every generated image, and every hash that dvc.lock records.
-def _draw_cat(rng: np.random.Generator, p: _Painter) -> None:
+def _draw_cat(rng: np.random.Generator, p: _Painter) -> list[Point]:
+    """Draws a cat; returns its head's outline (head and ears) in the animal's frame."""
     st = p.st
     a, b = rng.uniform(0.98, 1.12), rng.uniform(0.84, 0.98)  # head half-axes
     _body(p, b)
@@ -343,7 +345,8 @@ def _draw_cat(rng: np.random.Generator, p: _Painter) -> None:
         tip = (side * tip_x + rng.uniform(-0.08, 0.08), -b - ear_h)
         ears.append((inner, tip, outer))
         p.poly([inner, tip, outer], st.ear_fur, silhouette=True, outline=True)
-    p.poly(_ellipse(0, 0, a, b, n=48), st.fur, silhouette=True, outline=True)
+    head = _ellipse(0, 0, a, b, n=48)
+    p.poly(head, st.fur, silhouette=True, outline=True)
     _markings(rng, p)
     for inner, tip, outer in ears:  # inner ear, drawn after the markings
         cx, cy = (inner[0] + tip[0] + outer[0]) / 3, (inner[1] + tip[1] + outer[1]) / 3
@@ -393,9 +396,11 @@ def _draw_cat(rng: np.random.Generator, p: _Painter) -> None:
             y0 = pad_y + (k - (n_wh - 1) / 2) * 0.06
             y1 = y0 + (k - (n_wh - 1) / 2) * rng.uniform(0.12, 0.25) + rng.uniform(-0.05, 0.05)
             p.line([(yaw + side * 0.22, y0), (yaw + side * length, y1)], wcol, 0.018)
+    return head + [point for ear in ears for point in ear]
 
 
-def _draw_dog(rng: np.random.Generator, p: _Painter) -> None:
+def _draw_dog(rng: np.random.Generator, p: _Painter) -> list[Point]:
+    """Draws a dog; returns its head's outline (head and ears) in the animal's frame."""
     st = p.st
     a, b = rng.uniform(0.86, 1.0), rng.uniform(0.92, 1.08)
     _body(p, b)
@@ -416,7 +421,8 @@ def _draw_dog(rng: np.random.Generator, p: _Painter) -> None:
         cx = side * attach_x - math.sin(tilt) * ear_len
         cy = attach_y + math.cos(tilt) * ear_len
         ear_pts.append(_ellipse(cx, cy, ear_w, ear_len + 0.08, tilt))
-    p.poly(_ellipse(0, 0, a, b, n=48), st.fur, silhouette=True, outline=True)
+    head = _ellipse(0, 0, a, b, n=48)
+    p.poly(head, st.fur, silhouette=True, outline=True)
     _markings(rng, p)
     for pts in ear_pts:
         p.poly(pts, st.ear_fur, silhouette=False, outline=True)
@@ -460,6 +466,7 @@ def _draw_dog(rng: np.random.Generator, p: _Painter) -> None:
                 outline=False,
             )
         _eye_round(p, x, st.eye_y, er)
+    return head + [point for ear in ear_pts for point in ear]
 
 
 def draw_animal(label: str, rng: np.random.Generator, size: int) -> Image.Image:
@@ -479,6 +486,29 @@ def draw_animal(label: str, rng: np.random.Generator, size: int) -> Image.Image:
     Raises:
         ValueError: If ``label`` is not ``"cat"`` or ``"dog"``, or ``size`` < 32.
     """
+    return draw_animal_with_head_box(label, rng, size)[0]
+
+
+def draw_animal_with_head_box(
+    label: str, rng: np.random.Generator, size: int
+) -> tuple[Image.Image, Box]:
+    """:func:`draw_animal`'s picture (the same bytes), and where the animal's head lies in it.
+
+    The head box bounds the head and its ears (not the whiskers, nor the body), clipped to the
+    picture; an occluder drawn later may hide part of it.
+
+    Args:
+        label: ``"cat"`` or ``"dog"``.
+        rng: Source of all randomness; the picture is a pure function of its state.
+        size: Width and height of the picture in pixels (at least 32).
+
+    Returns:
+        The picture and the head box ``(x0, y0, x1, y1)`` in its pixels, as Pillow's ``crop``
+        takes it: columns ``x0`` to ``x1 - 1`` and rows ``y0`` to ``y1 - 1``.
+
+    Raises:
+        ValueError: If ``label`` is not ``"cat"`` or ``"dog"``, or ``size`` < 32.
+    """
     _check_label(label)
     _check_int("size", size, 32)
     size = int(size)
@@ -492,11 +522,10 @@ def draw_animal(label: str, rng: np.random.Generator, size: int) -> Image.Image:
     else:
         cx, cy = rng.uniform(0.3, 0.7) * s, rng.uniform(0.4, 0.65) * s
     angle = math.radians(float(np.clip(rng.normal(0, 16), -45, 45)))
-    painter = _Painter(img, _Frame(cx, cy, radius, angle), style)
-    if label == "cat":
-        _draw_cat(rng, painter)
-    else:
-        _draw_dog(rng, painter)
+    frame = _Frame(cx, cy, radius, angle)
+    painter = _Painter(img, frame, style)
+    draw = _draw_cat if label == "cat" else _draw_dog
+    head_box = _bounding_box(frame.pts(draw(rng, painter)), size)
     if rng.random() < 0.3:  # an occluder in front of the animal
         _clutter(rng, img, 1, max_r=0.12)
 
@@ -506,7 +535,15 @@ def draw_animal(label: str, rng: np.random.Generator, size: int) -> Image.Image:
     arr = np.asarray(img, dtype=np.float32)
     arr = arr * rng.uniform(0.8, 1.15) + rng.uniform(-20, 20)  # contrast / brightness
     arr += rng.normal(0, rng.uniform(0, 14), size=arr.shape).astype(np.float32)
-    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), mode="RGB")
+    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), mode="RGB"), head_box
+
+
+def _bounding_box(points: Sequence[Point], size: int) -> Box:
+    """Pixels of the ``size`` picture that supersampled ``points`` touch, clipped to it."""
+    xs, ys = np.asarray(points, dtype=float).T / _SUPERSAMPLE
+    x0, y0 = (max(0, math.floor(v.min())) for v in (xs, ys))
+    x1, y1 = (min(size, math.ceil(v.max())) for v in (xs, ys))
+    return x0, y0, x1, y1
 
 
 def generate_synthetic(

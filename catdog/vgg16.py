@@ -16,6 +16,7 @@ from keras import layers
 from catdog.seeding import initialize_weights
 
 __all__ = [
+    "GRADCAM_LAYER",
     "make_conv_base",
     "make_dense_head",
     "make_finetune_model",
@@ -25,6 +26,8 @@ __all__ = [
 
 # Caffe-style VGG16 preprocessing: BGR channel order, ImageNet mean subtracted, no scaling.
 _VGG16_BGR_MEAN = (103.939, 116.779, 123.68)
+#: The conv base's last convolution (Keras' own name in its VGG16), the layer Grad-CAM explains.
+GRADCAM_LAYER = "block5_conv3"
 
 
 def make_vgg16_preprocess(name: str = "vgg16_preprocess") -> layers.Dense:

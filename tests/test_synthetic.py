@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from catdog.synthetic import draw_animal, generate_synthetic
+from catdog import synthetic
+from catdog.synthetic import draw_animal, draw_animal_with_head_box, generate_synthetic
 from catdog.vocabulary import LABELS
+
+REPO = Path(__file__).resolve().parents[1]
+# The generator as the pipeline's data and every recorded dvc.lock hash were made with it.
+GENERATOR_COMMIT = "c3b954cee0a502f563edacc9bfa46b09585f94bb"
 
 
 def _read_all(paths: list[Path]) -> dict[str, bytes]:
@@ -124,6 +132,97 @@ def test_failed_write_leaves_no_partial_file(
     with pytest.raises(OSError, match="disk full"):
         generate_synthetic(tmp_path, per_class=2, size=32)
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- head boxes
+
+
+def _synthetic_at_head(tmp_path: Path) -> ModuleType:
+    """catdog/synthetic.py at GENERATOR_COMMIT, imported under another name."""
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{GENERATOR_COMMIT}:catdog/synthetic.py"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no git checkout to compare the generator with")
+    path = tmp_path / "synthetic_at_head.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("synthetic_at_head", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_head_boxes_change_no_generated_byte(tmp_path: Path) -> None:
+    """The order of random draws is the data: returning head boxes changes no byte."""
+    committed = _synthetic_at_head(tmp_path)
+    now = generate_synthetic(tmp_path / "now", per_class=8, size=64, seed=3)
+    before = committed.generate_synthetic(tmp_path / "before", per_class=8, size=64, seed=3)
+    assert _read_all(now) == _read_all(before)
+    for label in LABELS:
+        for index in range(40):
+            size = 32 + 3 * index
+            expected = np.asarray(committed.draw_animal(label, np.random.default_rng(index), size))
+            image, _ = draw_animal_with_head_box(label, np.random.default_rng(index), size)
+            assert np.array_equal(np.asarray(image), expected), (label, index)
+            assert np.array_equal(
+                np.asarray(draw_animal(label, np.random.default_rng(index), size)), expected
+            )
+
+
+def _fur(label: str, seed: list[int], size: int) -> np.ndarray:
+    """The head's fill colour, by replaying the picture's first draws (background, style)."""
+    rng = np.random.default_rng(seed)
+    synthetic._background(rng, size * synthetic._SUPERSAMPLE)
+    return np.asarray(synthetic._Style(rng).fur, dtype=float)
+
+
+def _box_mask(box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    mask = np.zeros((size, size), bool)
+    mask[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = True
+    return mask
+
+
+def test_head_box_lies_in_the_picture_and_holds_the_head_colour() -> None:
+    # Over these pictures about 0.47 of the pixels in a box are near the head's fur colour
+    # (brightness, contrast and noise move them), 0.13 outside; a box moved sideways by half
+    # its width holds 0.28, one grown by half its width on each side 0.25.
+    size, near, outside, moved, grown = 96, [], [], [], []
+    for label_id, label in enumerate(LABELS):
+        for index in range(60):
+            seed = [11, label_id, index]
+            image, box = draw_animal_with_head_box(label, np.random.default_rng(seed), size)
+            x0, y0, x1, y1 = box
+            assert 0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size, box
+            pixels = np.asarray(image, dtype=float)
+            is_fur = np.linalg.norm(pixels - _fur(label, seed, size), axis=-1) < 60
+            inside, width = _box_mask(box, size), x1 - x0
+            near.append(is_fur[inside].mean())
+            outside.append(is_fur[~inside].mean())
+            moved.append(is_fur[np.roll(inside, width // 2, axis=1)].mean())
+            half = width // 2
+            grown.append(
+                is_fur[_box_mask((x0 - half, y0 - half, x1 + half, y1 + half), size)].mean()
+            )
+    assert np.mean(near) > 0.4
+    assert np.mean(near) > 3 * np.mean(outside)
+    assert np.mean(near) > np.mean(moved) + 0.1  # on the head, not beside it
+    assert np.mean(near) > np.mean(grown) + 0.1  # and tight around it
+
+
+def test_head_boxes_follow_the_picture_size() -> None:
+    boxes = {}
+    for size in (48, 96):
+        image, boxes[size] = draw_animal_with_head_box("dog", np.random.default_rng(4), size)
+        assert image.size == (size, size)
+    # the same animal at twice the size: the box doubles, within a pixel of rounding each side
+    assert np.abs(np.asarray(boxes[96]) - 2 * np.asarray(boxes[48])).max() <= 2
 
 
 # ----------------------------------------------------------------------------- class signal
