@@ -92,6 +92,47 @@ def _chained(model: keras.Model) -> list[keras.layers.Layer]:
     return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 
+def _called_on(node: object) -> list[str]:
+    """The names of the layers whose outputs a serialized call (inbound node) takes."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "__keras_tensor__":
+            return [node["config"]["keras_history"][0]]
+        return [name for value in node.values() for name in _called_on(value)]
+    if isinstance(node, list | tuple):
+        return [name for value in node for name in _called_on(value)]
+    return []
+
+
+def _is_chain(model: keras.Model) -> bool:
+    """Whether the model's layers run one after the other, each on the previous one's output,
+    read from the model's own graph (a layer shared with other models has calls in theirs)."""
+    if isinstance(model, keras.Sequential):
+        return True
+    config = model.get_config()
+    ends = [config.get(key) or [] for key in ("input_layers", "output_layers")]
+    ends = [[end] if end and isinstance(end[0], str) else end for end in ends]  # one: unnested
+    if any(len(end) != 1 for end in ends):
+        return False
+    previous = None
+    for entry in config["layers"]:
+        calls = entry.get("inbound_nodes", [])
+        if previous is not None and (len(calls) != 1 or _called_on(calls[0]) != [previous]):
+            return False
+        previous = entry["name"]
+    return ends[1][0][0] == previous
+
+
+def _flattened(model: keras.Model) -> list[keras.layers.Layer]:
+    """The chain of layers ``model`` runs, with nested chain models that do not hold a declared
+    feature map opened up (``catdog predict``'s classifier on images nests the conv base in a
+    feature extractor), so the model that holds it is one link of the chain."""
+    layers: list[keras.layers.Layer] = []
+    for layer in _chained(model):
+        opened = isinstance(layer, keras.Model) and _declared_layer(layer) is None
+        layers += _flattened(layer) if opened and _is_chain(layer) else [layer]
+    return layers
+
+
 def _on_images(model: keras.Model, conv_base: keras.Model | None) -> keras.Model:
     """``model`` itself, or a dense head on VGG16 features with its conv base put in front."""
     if conv_base is None:
@@ -109,7 +150,7 @@ def _make_explainer(model: keras.Model) -> _Explainer:
         dense = _final_dense(model)
         features = keras.Model(model.inputs, [layer.output, dense.input])
         return _Explainer(layer, (), features, (), dense)
-    chain = _chained(model)
+    chain = _flattened(model)
     for index, inner in enumerate(chain):
         layer = _declared_layer(inner) if isinstance(inner, keras.Model) else None
         if layer is None or index == len(chain) - 1:

@@ -261,6 +261,13 @@ class EvaluateParams(_Section):
     champion_alpha: float = Field(
         0.05, gt=0, lt=1, description="the paired test's level (one-sided p below it moves)"
     )
+    gradcam: int = Field(
+        8,
+        ge=0,
+        le=32,
+        description="Grad-CAM heatmaps per model over its N most confident mistakes and N/2 "
+        "most confident right answers on the test set; 0 turns them off",
+    )
 
 
 class MlflowParams(_Section):

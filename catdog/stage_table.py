@@ -180,8 +180,10 @@ MODELS: tuple[str, ...] = tuple(s.name for s in STAGES if s.model is not None)
 STAGES += (
     Stage(
         name="evaluate",
-        description="Every model on the same test set: metrics, confusion matrices, ROC curves.",
-        deps=(RAW_DIR, MANIFEST, FEATURES_DIR, *(model_path(m) for m in MODELS)),
+        description="Every model on the same test set: metrics, confusion matrices, ROC curves, "
+        "Grad-CAM heatmaps.",
+        # the conv base: Grad-CAM explains a classifier on features through it
+        deps=(RAW_DIR, MANIFEST, FEATURES_DIR, CONV_BASE_WEIGHTS, *(model_path(m) for m in MODELS)),
         params=("data.image_size", "evaluate"),
         outs=(PREDICTIONS_DIR, ROC_DIR, COMPARISON),
         metrics=(METRICS,),

@@ -10,7 +10,9 @@ for ``catdog run`` through :mod:`catdog.workspace.dvc_state`.
 
 from __future__ import annotations
 
+import base64
 import importlib
+import io
 import json
 import math
 import os
@@ -51,7 +53,7 @@ from catdog.tracking.runs import (
     stage_run,
 )
 from catdog.tracking.store import run_url
-from catdog.vocabulary import COMPARISON, MANIFEST, METRICS, PREDICTIONS_DIR
+from catdog.vocabulary import COMPARISON, EVALUATE_FIGURES, MANIFEST, METRICS, PREDICTIONS_DIR
 from catdog.workspace.execution import describe_execution
 from catdog.workspace.lock import run_owner
 from catdog.workspace.params_file import PARAMS_FILE
@@ -281,6 +283,9 @@ def record_models_worth_task(root: Path) -> None:
         version = workspace_version(stage, root)
         log_test_metrics(version, metrics, dataset)
         describe_version(version, metrics, images)
+        heatmaps = gradcam_figure(root, stage)
+        if heatmaps.is_file():  # beside the model, in the run that trained it
+            MlflowClient().log_artifact(version.run_id, str(heatmaps), "gradcam")
 
 
 @task(name="promote-champion", **TASK_OPTIONS)
@@ -337,6 +342,35 @@ def publish_evaluation(root: Path) -> None:
     create_markdown_artifact(
         key="catdog-comparison", markdown=(root / COMPARISON).read_text(), description=COMPARISON
     )
+    for model in read_model_results(root):
+        figure = gradcam_figure(root, model)
+        if figure.is_file():
+            create_markdown_artifact(
+                key=f"catdog-gradcam-{model}",
+                markdown=f"# {model}: where it looked\n\n![Grad-CAM of {model}]"
+                f"({_embedded_jpeg(figure)})\n\n`{figure.relative_to(root)}`, logged with "
+                "the evaluate run and the model's own run in MLflow",
+                description=f"Grad-CAM heatmaps of {model}'s worst mistakes and surest right "
+                "answers on the test set",
+            )
+
+
+def gradcam_figure(root: Path, model: str) -> Path:
+    """Evaluate's Grad-CAM grid of ``model`` (absent when ``evaluate.gradcam`` is 0)."""
+    return root / EVALUATE_FIGURES / f"gradcam_{model}.png"
+
+
+def _embedded_jpeg(path: Path, width: int = 900) -> str:
+    """The picture as a JPEG ``data:`` URI at most ``width`` pixels wide, so a Prefect
+    artifact shows it without a server to fetch it from."""
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        picture = picture.convert("RGB")
+        picture.thumbnail((width, width * 4), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def run_task(run: StageRun) -> StageResult:

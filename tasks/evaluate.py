@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +12,7 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
+from catdog import gradcam, vgg16
 from catdog import vocabulary as vocab
 from catdog.feature_store import load_features
 from catdog.images import make_dataset, read_images
@@ -37,23 +40,29 @@ from catdog.stage_table import MODELS
 from tasks.common import TASK_OPTIONS, run_logger
 
 if TYPE_CHECKING:  # type hints only: a stage's code deps are what it runs
+    import keras
+
     from catdog.params import DataParams, EvaluateParams
 
 _NAMES = np.array(["cat", "dog"])
 
 
+def load_models(root: Path) -> dict[str, keras.Model]:
+    """Every model the pipeline trains, by stage name, from ``models/``."""
+    return {name: load_model(root / vocab.model_path(name)) for name in MODELS}
+
+
 def predict_test_set(
-    root: Path, size: int, batch: int
+    root: Path, size: int, batch: int, models: dict[str, keras.Model] | None = None
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The test split and each model's probability of dog for it (images of ``size`` px in
-    batches of ``batch``), in manifest order."""
+    batches of ``batch``), in manifest order; ``models`` as :func:`load_models` loads them."""
     manifest = read_manifest(root / vocab.MANIFEST)
     test = split_rows(manifest, "test")
     images = make_dataset([str(root / p) for p in test["path"]], size, batch)
     features, _ = load_features(root / vocab.FEATURES_DIR, "test")
     probabilities = {}
-    for name in MODELS:
-        model = load_model(root / vocab.model_path(name))
+    for name, model in (models or load_models(root)).items():
         takes_images = model.input_shape[-1] == 3  # classifier.mode=in_model takes images
         inputs = images if takes_images else np.asarray(features, dtype="float32")
         probabilities[name] = np.asarray(model.predict(inputs, verbose=0)).reshape(-1)
@@ -87,6 +96,96 @@ def _plot_worst_mistakes(
         ncols=4,
         title=f"{name}: worst mistakes ({len(wrong)} of {len(y_true)} wrong)",
     )
+
+
+def explained_images(
+    y_true: np.ndarray, prob: np.ndarray, threshold: float, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the ``count`` test images a model got most confidently wrong, worst first,
+    and of the ``count // 2`` it got right most confidently, surest first."""
+    error = np.abs(prob - y_true)
+    wrong = (prob >= threshold).astype(int) != y_true
+    worst = np.flatnonzero(wrong)[np.argsort(-error[wrong], kind="stable")][:count]
+    surest = np.flatnonzero(~wrong)[np.argsort(error[~wrong], kind="stable")][: count // 2]
+    return worst, surest
+
+
+def _plot_gradcam(
+    name: str,
+    model: keras.Model,
+    conv_base: keras.Model | None,
+    paths: list[str],
+    y_true: np.ndarray,
+    prob: np.ndarray,
+    threshold: float,
+    size: int,
+    count: int,
+    pretrained: bool,
+    path: Path,
+) -> None:
+    """Grad-CAM over a model's worst mistakes and surest right answers, as one PNG grid."""
+    worst, surest = explained_images(y_true, prob, threshold, count)
+    chosen = np.concatenate([worst, surest])
+    batches = make_dataset([paths[i] for i in chosen], size, 32).as_numpy_iterator()
+    inputs = np.concatenate(list(batches))  # the pixels the model was scored on
+    answers, maps = gradcam.heatmaps(model, inputs, conv_base=conv_base)
+    layer = gradcam.find_gradcam_layer(model, conv_base=conv_base).name
+    at_chance = layer == vgg16.GRADCAM_LAYER and not pretrained
+    note = " · VGG16 untrained: at chance" if at_chance else ""
+    marks = ["wrong"] * len(worst) + ["right"] * len(surest)
+    titles = [
+        f"{mark}: {_NAMES[y_true[i]]}, p(dog) {p:.2f}"
+        for mark, i, p in zip(marks, chosen, answers, strict=True)
+    ]
+    gradcam.write_overlay_grid(
+        path,
+        np.clip(np.round(inputs), 0, 255).astype("uint8"),
+        maps,
+        titles=titles,
+        ncols=4,
+        title=f"{name}: where it looked (Grad-CAM on {layer}, {_shape(maps)} map){note}\n"
+        f"its {len(worst)} worst mistakes, then its {len(surest)} surest right answers "
+        f"of {len(y_true)} test images",
+    )
+
+
+def _shape(maps: np.ndarray) -> str:
+    return "×".join(str(side) for side in maps.shape[1:3])
+
+
+def plot_gradcams(
+    models: dict[str, keras.Model],
+    probabilities: dict[str, np.ndarray],
+    test: pd.DataFrame,
+    y_true: np.ndarray,
+    evaluate: EvaluateParams,
+    size: int,
+    root: Path,
+    pretrained: bool,
+    figures_dir: Path,
+) -> None:
+    """``gradcam_<model>.png`` per model (none when ``evaluate.gradcam`` is 0); a classifier
+    on features is explained through the conv base that made them."""
+    if evaluate.gradcam == 0:
+        return
+    paths = [str(root / p) for p in test["path"]]
+    for name, model in models.items():
+        conv_base = None
+        if model.input_shape[-1] != 3:  # a dense head on features
+            conv_base = vgg16.make_conv_base(size, root / vocab.CONV_BASE_WEIGHTS)
+        _plot_gradcam(
+            name,
+            model,
+            conv_base,
+            paths,
+            y_true,
+            probabilities[name],
+            evaluate.threshold,
+            size,
+            evaluate.gradcam,
+            pretrained,
+            figures_dir / f"gradcam_{name}.png",
+        )
 
 
 def _score_one(
@@ -133,8 +232,10 @@ def _score_models(
     evaluate: EvaluateParams,
     size: int,
     root: Path,
+    explain: Callable[[Path], None],
 ) -> dict[str, dict[str, float]]:
-    """Score every model into the staging folders, then swap them in; return the metrics."""
+    """Score every model into the staging folders (``explain`` adds its figures), then swap
+    them in; return the metrics."""
     results: dict[str, dict[str, float]] = {}
     rocs, calibrations = {}, {}
     for folder in (vocab.PREDICTIONS_DIR, vocab.ROC_DIR, vocab.EVALUATE_FIGURES):
@@ -157,17 +258,31 @@ def _score_models(
         plot_accuracy_intervals(
             results, figures_dir / "accuracy.png", len(y_true), book=BOOK_TEST_ACCURACY
         )
+        explain(figures_dir)
     return results
 
 
 @task(name="evaluate", **TASK_OPTIONS)
 def evaluate(root: Path, data: DataParams, evaluate: EvaluateParams) -> StageResult:
     """Score the three models on the test split and write metrics, tables and plots."""
-    test, probabilities = predict_test_set(root, data.image_size, evaluate.batch_size)
+    logger = run_logger()
+    models = load_models(root)
+    test, probabilities = predict_test_set(root, data.image_size, evaluate.batch_size, models)
     y_true = (test["label"] == "dog").to_numpy().astype(int)
     images = len(y_true)
     weights = json.loads((root / vocab.FEATURES_META).read_text())["weights"]
-    results = _score_models(probabilities, test, y_true, evaluate, data.image_size, root)
+
+    def explain(figures_dir: Path) -> None:
+        started = time.perf_counter()
+        pretrained, size = bool(weights["pretrained"]), data.image_size
+        plot_gradcams(
+            models, probabilities, test, y_true, evaluate, size, root, pretrained, figures_dir
+        )
+        if evaluate.gradcam:
+            seconds = time.perf_counter() - started
+            logger.info("evaluate: Grad-CAM heatmaps of %d models in %.1f s", len(models), seconds)
+
+    results = _score_models(probabilities, test, y_true, evaluate, data.image_size, root, explain)
     pairs = compare_pairs(probabilities, y_true, evaluate.threshold)
     metrics_doc = {
         **results,
@@ -180,7 +295,6 @@ def evaluate(root: Path, data: DataParams, evaluate: EvaluateParams) -> StageRes
     bootstrap = {"resamples": evaluate.bootstrap, "seed": evaluate.seed}
     markdown = comparison_markdown(results, pairs, weights, images, **bootstrap)
     comparison = write_text(root / vocab.COMPARISON, markdown)
-    logger = run_logger()
     for name, values in results.items():
         logger.info(
             "evaluate: %-10s accuracy %.3f [%.3f, %.3f]  roc_auc %.3f",

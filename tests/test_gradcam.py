@@ -102,6 +102,19 @@ def test_a_classifier_needs_its_conv_base_and_an_unnamed_model_is_refused(vgg):
         gradcam.heatmaps(scratch("book"), pictures(2, 96), target="bird")
 
 
+def test_a_classifier_composed_on_images_gives_the_maps_of_its_head_and_conv_base(vgg):
+    """catdog predict's classifier: image -> feature extractor (preprocess, conv base) -> head."""
+    conv_base, head, _ = vgg
+    image = keras.Input((VGG_SIZE, VGG_SIZE, 3), name="image")
+    composed = keras.Model(image, head(feature_extractor(conv_base)(image)))
+    assert gradcam.find_gradcam_layer(composed) is expected_layer("classifier", head, conv_base)
+    x = pictures(4, VGG_SIZE, seed=4)
+    probabilities, maps = gradcam.heatmaps(composed, x)
+    expected = gradcam.heatmaps(head, x, conv_base=conv_base)
+    np.testing.assert_allclose(probabilities, expected[0], atol=1e-6)
+    np.testing.assert_allclose(maps, expected[1], atol=1e-5)
+
+
 def reference_gradcam(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Chapter 9's listing, on the probability of the top class (the book's softmax score)."""
     layer = model.get_layer(convnets.GRADCAM_LAYER)

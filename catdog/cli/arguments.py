@@ -12,6 +12,7 @@ __all__ = [
     "STAGE_DESCRIPTION",
     "add_compare",
     "add_dvc_yaml",
+    "add_explain",
     "add_lineage",
     "add_predict",
     "add_prefect_server",
@@ -114,6 +115,26 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument("--out", type=Path, metavar="FILE", help="CSV file (default: stdout)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="default: %(default)s")
+
+
+def add_explain(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PHOTO", help="images or folders")
+    parser.add_argument(
+        "--model",
+        default="models/finetune.keras",
+        metavar="REF",
+        help="a .keras file, or an MLflow runs:/ or models:/ URI, e.g. models:/catdog@champion "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("explanations"),
+        metavar="DIR",
+        help="folder for the overlays (PNG, one per photo) and explain.csv; created if missing "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--threshold", type=float, default=0.5, help="default: %(default)s")
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "compare",
     "deploy",
+    "explain",
     "lineage",
     "predict",
     "prefect_server",
@@ -313,6 +314,56 @@ def predict(args: argparse.Namespace, workspace: Path) -> int:
     return run_predict(
         args.paths, args.model, args.out, workspace, tracking_home(workspace), args.threshold
     )
+
+
+def explain(args: argparse.Namespace, workspace: Path) -> int:
+    """``catdog explain``: probability of dog and a Grad-CAM overlay for each photo."""
+    from catdog.errors import CatdogError
+
+    _check_threshold(args.threshold)
+    out = args.out.resolve()
+    if out.exists() and not out.is_dir():
+        raise CatdogError(f"--out {args.out}: is a file; give a folder for the overlays")
+    for path in args.paths:
+        folder = path.resolve()
+        if folder.is_dir() and (out == folder or folder in out.parents):
+            raise CatdogError(
+                f"--out {args.out}: lies in the photos' folder {path}, where the next run "
+                "would read the overlays as photos; give another folder"
+            )
+    if args.model.startswith(("runs:/", "models:/")):
+        _check_tracking_server(workspace)
+    return run_explain(args.paths, args.model, args.out, workspace, args.threshold)
+
+
+def run_explain(
+    inputs: list[Path], reference: str, out: Path, workspace: Path, threshold: float = 0.5
+) -> int:
+    """Write the overlays into ``out``, and path, prob_dog, label, heatmap as CSV to stdout and
+    ``out/explain.csv``; skipped files go to stderr."""
+    from catdog.errors import ModelReferenceError
+    from catdog.gradcam import find_gradcam_layer
+    from catdog.io import write_text
+    from catdog.predict import collect_images, explain_images
+    from catdog.tracking.models import load_model_reference
+
+    files, problems = collect_images(inputs)
+    model = load_model_reference(reference, workspace, tracking_home(workspace))
+    try:
+        layer = find_gradcam_layer(model).name
+    except ValueError as error:
+        raise ModelReferenceError(f"--model {reference}: {error}") from None
+    table, skipped = explain_images(model, files, out, threshold=threshold)
+    for path, reason in [*problems, *skipped]:
+        sys.stderr.write(f"catdog explain: skipped {path}: {reason}\n")
+    text = table.to_csv(index=False, lineterminator="\n")
+    sys.stdout.write(text)
+    if len(table):
+        write_text(out / "explain.csv", text)
+        sys.stderr.write(
+            f"wrote {len(table)} Grad-CAM overlays (layer {layer}) and explain.csv to {out}\n"
+        )
+    return 0 if len(table) else 1
 
 
 def _experiment_name(workspace: Path) -> str:

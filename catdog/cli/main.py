@@ -45,6 +45,8 @@ examples:
   catdog run -S classifier.epochs=5  the same, after writing the value into params.yaml
   catdog deploy                      the pipeline as Prefect deployments (run from Prefect's UI)
   catdog predict photos/ --out p.csv  probability of dog for each image (fine-tuned model)
+  catdog explain photo.jpg --model models:/catdog@champion
+                                     where the champion looked: a Grad-CAM overlay per photo
   catdog score photos/ --model models:/catdog@champion
                                      accuracy with its 95% interval on labelled photos
   catdog compare --out runs.md       the executions' test metrics and differing params
@@ -106,6 +108,16 @@ COMMANDS: tuple[Command, ...] = (
         "CSV of path, prob_dog, label; unreadable files are skipped with a reason on stderr.",
         arguments.add_predict,
         commands.predict,
+    ),
+    Command(
+        "explain",
+        "where a model looked: Grad-CAM overlays and the probability of dog per photo",
+        "For each photo, the probability of dog and a Grad-CAM heatmap of the predicted "
+        "class (chapter 9 of the book) over the photo, written as a PNG into --out, with "
+        "explain.csv (path, prob_dog, label, heatmap) beside them and on stdout. Any model "
+        "`catdog predict` takes; unreadable files are skipped with a reason on stderr.",
+        arguments.add_explain,
+        commands.explain,
     ),
     Command(
         "score",
