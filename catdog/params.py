@@ -168,6 +168,47 @@ class FeaturesParams(_Section):
         )
 
 
+#: VGG16's convolutions, by Keras' names (2, 2, 3, 3, 3 per block).
+VggLayer = Literal[
+    "block1_conv1",
+    "block1_conv2",
+    "block2_conv1",
+    "block2_conv2",
+    "block3_conv1",
+    "block3_conv2",
+    "block3_conv3",
+    "block4_conv1",
+    "block4_conv2",
+    "block4_conv3",
+    "block5_conv1",
+    "block5_conv2",
+    "block5_conv3",
+]
+
+
+class FiltersParams(_Section):
+    """VGG16 from the inside: one test photo's activations, and what its filters respond to."""
+
+    photo: int = Field(
+        0, ge=0, description="the test photo whose activations are drawn (its test split row)"
+    )
+    layers: list[VggLayer] = Field(
+        ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"],
+        min_length=1,
+        description="the conv base's layers drawn, in order",
+    )
+    channels: int = Field(8, ge=1, le=64, description="feature maps drawn per layer, the first")
+    filters: int = Field(
+        4, ge=0, le=16, description="filters per layer whose favourite input is drawn; 0: none"
+    )
+    pattern_size: int = Field(
+        64, ge=48, le=512, description="side of those inputs, in pixels (the book: 200)"
+    )
+    steps: int = Field(20, ge=1, le=1000, description="gradient ascent steps (the book: 30)")
+    learning_rate: float = Field(10.0, gt=0, description="gradient ascent step size")
+    seed: int = Field(0, ge=0, description="seed of the inputs' starting noise")
+
+
 EPOCHS = "passes over the training images"
 
 
@@ -284,6 +325,7 @@ class Params(_Section):
     split: SplitParams = SplitParams()
     augment: AugmentParams = AugmentParams()
     features: FeaturesParams = FeaturesParams()
+    filters: FiltersParams = FiltersParams()
     classifier: ClassifierParams = ClassifierParams()
     finetune: FinetuneParams = FinetuneParams()
     scratch: ScratchParams = ScratchParams()

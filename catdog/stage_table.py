@@ -24,6 +24,7 @@ from catdog.vocabulary import (
     EVALUATE_FIGURES,
     FEATURES_DIR,
     FEATURES_META,
+    FILTERS_FIGURES,
     INGEST_REPORT,
     INGEST_SUMMARY,
     MANIFEST,
@@ -141,6 +142,14 @@ STAGES: tuple[Stage, ...] = (
         deps=(RAW_DIR, MANIFEST, AUGMENTED_DIR),
         params=("data.image_size", "features"),
         outs=(FEATURES_DIR, CONV_BASE_WEIGHTS),
+    ),
+    Stage(
+        name="filters",
+        description="VGG16 from the inside: a test photo's activations through its layers, and "
+        "the inputs that most excite a few filters per layer, by gradient ascent.",
+        deps=(RAW_DIR, MANIFEST, FEATURES_META, CONV_BASE_WEIGHTS),
+        params=("data.image_size", "filters"),
+        image_plots=(FILTERS_FIGURES,),
     ),
     Stage(
         name="classifier",

@@ -39,6 +39,7 @@ PREDICTIONS_DIR = "reports/predictions"
 ROC_DIR = "reports/roc"
 COMPARISON = "reports/comparison.md"
 EVALUATE_FIGURES = "reports/figures/evaluate"
+FILTERS_FIGURES = "reports/figures/filters"
 
 
 def model_path(name: str) -> str:

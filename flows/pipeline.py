@@ -31,6 +31,7 @@ from catdog.params import (
     DataParams,
     EvaluateParams,
     FeaturesParams,
+    FiltersParams,
     FinetuneParams,
     IngestParams,
     MlflowParams,
@@ -91,6 +92,7 @@ def pipeline_flow(  # one parameter per params.yaml section: the run form
     split: SplitParams = DEFAULTS.split,
     augment: AugmentParams = DEFAULTS.augment,
     features: FeaturesParams = DEFAULTS.features,
+    filters: FiltersParams = DEFAULTS.filters,
     classifier: ClassifierParams = DEFAULTS.classifier,
     finetune: FinetuneParams = DEFAULTS.finetune,
     scratch: ScratchParams = DEFAULTS.scratch,
@@ -108,6 +110,7 @@ def pipeline_flow(  # one parameter per params.yaml section: the run form
         split: The train, validation and test split.
         augment: The augmented views of the training images.
         features: VGG16's conv base and the features it extracts.
+        filters: VGG16 from the inside: a photo's activations, its filters' favourite inputs.
         classifier: The dense classifier on VGG16's features.
         finetune: Fine-tuning VGG16's block 5.
         scratch: The convnet trained from scratch.
@@ -122,7 +125,7 @@ def pipeline_flow(  # one parameter per params.yaml section: the run form
         ``{stage: "ran" | "restored" | "up to date"}``; a deployed run that fails a check ends
         Failed with the check's one line as its message.
     """
-    sections = dict(zip(Params.model_fields, (data, ingest, split, augment, features,
+    sections = dict(zip(Params.model_fields, (data, ingest, split, augment, features, filters,
                                                classifier, finetune, scratch, evaluate, mlflow),
                         strict=True))  # fmt: skip
     given = _asked_values(sections, _form_defaults())

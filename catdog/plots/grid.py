@@ -1,4 +1,4 @@
-"""A grid of images with titles (augmented views, a model's worst mistakes)."""
+"""Grids of images with titles (augmented views, a model's worst mistakes, a layer's maps)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from catdog.plots.figure import new_figure, save_png
 
-__all__ = ["plot_image_grid"]
+__all__ = ["plot_image_grid", "plot_image_rows"]
 
 
 def plot_image_grid(
@@ -71,4 +71,51 @@ def plot_image_grid(
             ax.set_title(str(titles[idx]), fontsize=7, pad=2)
     if title:
         fig.suptitle(title, fontsize=11, y=1.0 - 0.1 / fig_h, va="top")
+    return save_png(fig, path)
+
+
+def plot_image_rows(
+    rows: Sequence[tuple[str, np.ndarray]],
+    path: Path,
+    *,
+    title: str,
+    captions: Sequence[Sequence[str]] | None = None,
+    cmap: str = "viridis",
+    thumb_in: float = 1.1,
+) -> Path:
+    """Plots one labelled row of pictures per entry (a layer's maps, its filters' patterns).
+
+    Args:
+        rows: ``(label, pictures)`` per row; pictures are ``(n, h, w)`` (drawn with ``cmap``)
+            or ``(n, h, w, 3)`` uint8 RGB; rows may differ in count and size.
+        path: Destination PNG file, written atomically.
+        title: The figure's title (it may hold a second line).
+        captions: Optional small captions per picture, row by row.
+        cmap: Colour map of single-channel pictures.
+        thumb_in: Size of each picture in inches.
+
+    Returns:
+        ``path``.
+    """
+    if not rows or any(len(pictures) == 0 for _, pictures in rows):
+        raise ValueError("every row needs at least one picture")
+    cols = max(len(pictures) for _, pictures in rows)
+    label_in, gap_in, caption_in = 1.2, 0.06, 0.18 if captions else 0.0
+    title_in = 0.3 + 0.2 * title.count("\n")
+    cell_in = thumb_in + gap_in
+    fig_w = max(label_in + cols * cell_in + gap_in, 0.075 * max(map(len, title.split("\n"))))
+    fig_h = title_in + len(rows) * (cell_in + caption_in) + gap_in
+    fig = new_figure(fig_w, fig_h)
+    for r, (label, pictures) in enumerate(rows):
+        top = fig_h - title_in - r * (cell_in + caption_in) - caption_in
+        fig.text(0.1 / fig_w, (top - thumb_in / 2) / fig_h, label, fontsize=9, va="center")
+        for c, picture in enumerate(pictures):
+            left = label_in + c * cell_in
+            box = (left / fig_w, (top - thumb_in) / fig_h, thumb_in / fig_w, thumb_in / fig_h)
+            ax = fig.add_axes(box)
+            ax.imshow(picture, cmap=None if np.ndim(picture) == 3 else cmap)
+            ax.set_axis_off()
+            if captions:
+                ax.set_title(str(captions[r][c]), fontsize=6, pad=1)
+    fig.suptitle(title, fontsize=10, y=1.0 - 0.08 / fig_h, va="top")
     return save_png(fig, path)
