@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import keras
@@ -18,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from catdog.predict import predict_images
+from catdog.tracking import machine
 from catdog.tracking.champion import ALIAS, CHAMPION_MODEL, choose_challenger, promote_champion
 from catdog.tracking.lineage import (
     dvc_hash,
@@ -274,6 +276,30 @@ def test_the_served_champion_takes_image_bytes_as_catdog_predict_does(store, tmp
     text = render_lineage(info)
     assert "c0ffee" in text and "scratch.epochs = 3" in text
     assert json.loads(run_lineage(store, "catdog@champion", as_json=True)) == info
+
+
+def test_a_model_logged_after_the_machine_was_sampled_carries_none_of_its_samples(
+    store, tmp_path, monkeypatch
+):
+    """System metrics are sampled on steps 0, 1, 2...; MLflow copies a run's metrics at the
+    model's step onto the model, so a stage's model must not carry ``system/*`` as results."""
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.1")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    path = tiny_image_model(tmp_path / "models/scratch.keras", 2.0)
+    with mlflow.start_run(run_name="scratch") as run:
+        machine.watch(run.info.run_id)
+        sampled = lambda: MlflowClient().get_metric_history(  # noqa: E731
+            run.info.run_id, "system/cpu_utilization_percentage"
+        )
+        deadline = time.monotonic() + 60
+        while len(sampled()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        mlflow.log_metric("accuracy", 0.9)
+        info = log_keras_model(keras.saving.load_model(path), name="scratch", first_free=1)
+    samples = {sample.step for sample in sampled()}
+    assert len(samples) >= 4  # the run keeps them: steps 0, 1, 2, 3...
+    model = MlflowClient().get_logged_model(info.model_id)
+    assert [metric.key for metric in model.metrics or []] == []
 
 
 def test_a_champion_trained_under_another_store_is_registered_from_the_workspace(store, tmp_path):

@@ -41,6 +41,7 @@ from mlflow.tracking import MlflowClient
 from catdog import vocabulary as vocab
 from catdog.intervals import mcnemar_exact, wilson_interval
 from catdog.stage_table import MODELS
+from catdog.tracking import machine
 from catdog.tracking.lineage import DECISION_TAG, manifest_dataset
 from catdog.tracking.registry import (
     REGISTERED_NAMES,
@@ -386,6 +387,6 @@ def _log_served_model(root: Path, stage: str, threshold: float, scratch: Path) -
         model_config={vocab.THRESHOLD_KEY: threshold},
         pip_requirements=pip_requirements(),
         registered_model_name=CHAMPION_MODEL,
-        step=1,  # evaluate's metrics are at step 0: not this model's
+        step=machine.model_step(mlflow.active_run().info.run_id, 1),  # past evaluate's metrics
         tags=source_tags(),
     )

@@ -15,6 +15,7 @@ import numpy as np
 
 from catdog.errors import ModelReferenceError
 from catdog.predict import images_model
+from catdog.tracking import machine
 from catdog.tracking.store import tracking_uri
 
 __all__ = ["load_model_reference", "log_keras_model", "pip_requirements", "source_tags"]
@@ -43,7 +44,7 @@ def log_keras_model(
     *,
     name: str,
     registered_model_name: str | None = None,
-    step: int = 0,
+    first_free: int = 0,
 ) -> Any:
     """Log a Keras model (the one in memory) as an MLflow model of the active run.
 
@@ -51,7 +52,8 @@ def log_keras_model(
         model: The model, as the stage trained or loaded it.
         name: The logged model's name (``classifier``, ``finetune``, ``scratch``).
         registered_model_name: Register it as a version of this model, if given.
-        step: The step it is logged at: MLflow links the run's metrics at that step to it.
+        first_free: The first step at which the run has no metric of its own: MLflow links
+            the run's metrics at the model's step to the model (see :mod:`catdog.tracking.machine`).
     """
     from mlflow.models import infer_signature
 
@@ -63,7 +65,7 @@ def log_keras_model(
         signature=signature,
         pip_requirements=pip_requirements(),
         registered_model_name=registered_model_name,
-        step=step,
+        step=machine.model_step(mlflow.active_run().info.run_id, first_free),
         tags=source_tags(),
     )
 

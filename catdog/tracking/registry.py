@@ -61,7 +61,7 @@ def _register_from_workspace(stage: str, root: Path, model_hash: str) -> Any:
         load_model(root / vocab.model_path(stage)),
         name=stage,
         registered_model_name=REGISTERED_NAMES[stage],
-        step=1,  # evaluate's own metrics are at step 0, not this model's
+        first_free=1,  # evaluate's own metrics are at step 0, not this model's
     )
     version = str(info.registered_model_version)
     run_tags = mlflow.get_run(mlflow.active_run().info.run_id).data.tags

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from catdog.results import StageResult, flat
 from catdog.stage_table import MODELS
+from catdog.tracking import machine
 from catdog.tracking.registry import REGISTERED_NAMES, tag_version
 from catdog.tracking.store import configure_mlflow
 from catdog.vocabulary import METRICS
@@ -208,8 +209,8 @@ def stage_run(
         parent_run_id=execution.run_id,
         tags=all_tags,
         nested=True,
-        log_system_metrics=True,  # CPU, memory (and GPU) of the machine that ran the stage
     ) as run:
+        machine.watch(run.info.run_id)  # CPU, memory (and GPU) of the machine that ran the stage
         try:
             yield run
         except BaseException as error:
@@ -223,8 +224,10 @@ def stage_run(
                     mlflow.set_tag("catdog.error", f"{stage} failed: {error}"[:5000])
                     MlflowClient().set_terminated(execution.run_id, status=status)
             with contextlib.suppress(Exception), _store_errors_unlogged():
+                machine.stop_watching(run.info.run_id)
                 mlflow.end_run(status)  # here, so leaving the block does not retry it
             raise
+        machine.stop_watching(run.info.run_id)
 
 
 def epoch_logger(run_id: str) -> Any:
@@ -265,10 +268,9 @@ def log_stage_result(result: StageResult, params: Mapping[str, Any]) -> None:
 
         registered = REGISTERED_NAMES.get(result.stage)
         epochs = len(next(iter(result.history.values()))) if result.history else 0
-        # logged at the step after the last epoch: MLflow links a run's metrics at the step a
-        # model is logged at to the model, and epoch values must not pose as its result
+        # after the last epoch: epoch values must not pose as the model's result
         info = log_keras_model(
-            result.model, name=result.stage, registered_model_name=registered, step=epochs
+            result.model, name=result.stage, registered_model_name=registered, first_free=epochs
         )
         if registered:
             run_tags = mlflow.get_run(mlflow.active_run().info.run_id).data.tags
