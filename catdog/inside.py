@@ -41,7 +41,7 @@ def activations(
         Per layer, its maps ``(channels, h, w)`` as float32.
     """
     outputs = [conv_base.get_layer(name).output for name in layers]
-    probe = keras.Model(conv_base.inputs, outputs)
+    probe = keras.Model(conv_base.input, outputs)
     x = make_vgg16_preprocess()(np.asarray(image, np.float32)[None])
     maps = probe(x, training=False)
     maps = maps if isinstance(maps, list | tuple) else [maps]
@@ -76,7 +76,7 @@ def filter_patterns(
     Returns:
         ``(len(filters), size, size, 3)`` uint8 RGB pictures (:func:`visible`).
     """
-    probe = keras.Model(conv_base.inputs, conv_base.get_layer(layer).output)
+    probe = keras.Model(conv_base.input, conv_base.get_layer(layer).output)
     size = int(conv_base.input_shape[1])
     index = tf.constant(list(filters), tf.int32)
     # The climb runs on pixels scaled to [-1, 1], as in the book, so the step size means what

@@ -23,7 +23,7 @@ def test_activations_are_each_layers_first_maps_of_the_preprocessed_photo(conv_b
     maps = inside.activations(conv_base, photo, layers, channels=5)
     assert list(maps) == layers
     assert [m.shape for m in maps.values()] == [(5, 64, 64), (5, 16, 16), (5, 4, 4)]
-    probe = keras.Model(conv_base.inputs, conv_base.get_layer("block3_conv2").output)
+    probe = keras.Model(conv_base.input, conv_base.get_layer("block3_conv2").output)
     x = vgg16.make_vgg16_preprocess()(photo[None].astype(np.float32))
     expected = np.moveaxis(np.asarray(probe(x))[0, ..., :5], -1, 0)
     np.testing.assert_allclose(maps["block3_conv2"], expected, rtol=1e-5, atol=1e-5)
@@ -31,7 +31,7 @@ def test_activations_are_each_layers_first_maps_of_the_preprocessed_photo(conv_b
 
 def _mean_activation(conv_base: keras.Model, layer: str, pictures: np.ndarray) -> np.ndarray:
     """(pictures, filters): each picture's mean activation of each filter, as VGG16 sees it."""
-    probe = keras.Model(conv_base.inputs, conv_base.get_layer(layer).output)
+    probe = keras.Model(conv_base.input, conv_base.get_layer(layer).output)
     rgb = pictures.astype(np.float32) / 127.5 - 1.0  # back to the climb's scale
     return np.asarray(probe(127.5 * rgb[..., ::-1]))[:, 2:-2, 2:-2, :].mean(axis=(1, 2))
 
