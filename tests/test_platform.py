@@ -267,8 +267,19 @@ def close_assistant(tab) -> None:
     panel.wait_for(state="hidden", timeout=10_000)
 
 
-def check_in_a_browser(mlflow_url, prefect_url, experiment_id, evaluates, scratch_run) -> None:
+def shown_picture(tab, selector: str) -> None:
+    """Wait until the page shows a picture matching ``selector``, decoded, not a broken icon."""
+    picture = tab.locator(selector).first
+    picture.wait_for(timeout=60_000)
+    tab.wait_for_function(
+        "s => { const i = document.querySelector(s); return i && i.complete }", arg=selector
+    )
+    assert picture.evaluate("i => i.naturalWidth") > 300, selector
+
+
+def check_in_a_browser(mlflow_url, prefect_url, experiment_id, runs, scratch_run) -> None:
     """What a person sees, page by page, with the screenshots saved."""
+    evaluates = [r for r in runs if r.data.tags.get("catdog.stage") == "evaluate"]
     login = {"username": "admin", "password": PASSWORD}
     with chromium(http_credentials=login, viewport={"width": 1800, "height": 1000}) as browser:
         tab = browser.new_page()
@@ -287,6 +298,12 @@ def check_in_a_browser(mlflow_url, prefect_url, experiment_id, evaluates, scratc
         tab.get_by_text("catdog-scratch-history").first.wait_for(timeout=30_000)
         tab.get_by_text("catdog-scratch-mlflow-run").first.wait_for(timeout=30_000)
         tab.screenshot(path=SCREENSHOTS / "prefect-flow-run-artifacts.png")
+        # where the scratch model looked: evaluate's Grad-CAM grid, in the artifact itself
+        tab.goto(f"{prefect_url}/artifacts/key/catdog-gradcam-scratch")
+        tab.locator("a[href*='/artifacts/artifact/']").first.click()
+        shown_picture(tab, "img[src^='data:image/jpeg']")
+        tab.get_by_text("scratch: where it looked").wait_for(timeout=30_000)
+        tab.screenshot(path=SCREENSHOTS / "prefect-gradcam-artifact.png", full_page=True)
 
         pair = [r for r in evaluates if r.data.params["scratch.epochs"] in ("1", "2")]
         ids = json.dumps([r.info.run_id for r in pair])
@@ -304,6 +321,19 @@ def check_in_a_browser(mlflow_url, prefect_url, experiment_id, evaluates, scratc
         assert tab.get_by_text("scratch.epochs").count() > 0  # among the params that differ
         assert tab.get_by_text("classifier.epochs").count() == 0  # the same for both: hidden
         tab.screenshot(path=SCREENSHOTS / "mlflow-compare.png", full_page=True)
+
+        # the same grid beside the model, in the run that trained it
+        scratch = max(
+            (r for r in runs if r.data.tags.get("catdog.stage") == "scratch"),
+            key=lambda r: r.info.start_time,
+        )
+        tab.goto(
+            f"{mlflow_url}/#/experiments/{experiment_id}/runs/{scratch.info.run_id}/artifacts/"
+            f"gradcam/gradcam_scratch.png?{MODEL_TRAINING_VIEW}"
+        )
+        shown_picture(tab, "img[src^='blob:']")
+        close_assistant(tab)
+        tab.screenshot(path=SCREENSHOTS / "mlflow-gradcam-artifact.png")
 
         tab.goto(f"{mlflow_url}/#/experiments/{experiment_id}/models?{MODEL_TRAINING_VIEW}")
         tab.get_by_text("test_accuracy").first.wait_for(timeout=60_000)
@@ -499,9 +529,7 @@ def test_servers_behind_credentials_three_executions_uis_registry_and_champion(
         seen = check_mlflow_runs(client, experiment, project)
         runs = seen["runs"]
         scratch_run = check_prefect(prefect_api, runs)
-        check_in_a_browser(
-            mlflow_url, prefect_url, experiment.experiment_id, seen["evaluates"], scratch_run
-        )
+        check_in_a_browser(mlflow_url, prefect_url, experiment.experiment_id, runs, scratch_run)
         check_lineage_registry_and_champion(client, seen, project, env)
         check_served_champion(project, env, model_port, tmp_path / "predict.csv")
     finally:
