@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
-from catdog.stage_table import STAGE_NAMES
-from tests.conftest import bin_dir, lock_outs, make_project_copy, run, table_rows
+from catdog.stage_table import MODELS, STAGE_NAMES
+from tests.conftest import SHARED_PHOTOS, bin_dir, lock_outs, make_project_copy, run, table_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -102,6 +105,14 @@ def test_dvc_repro_writes_every_output_metrics_and_plots(repro_project):
     html = (project / "plots_out" / "index.html").read_text()
     assert "<script src=" not in html and "vegaEmbed" in html
     assert "confusion" in html and "reports/figures/evaluate/roc.png" in html.replace("%2F", "/")
+    # where each model looked, and VGG16 from the inside: figures DVC lists with the plots
+    for figure in (
+        *(f"reports/figures/evaluate/gradcam_{m}.png" for m in MODELS),
+        "reports/figures/filters/activations.png",
+        "reports/figures/filters/patterns.png",
+    ):
+        assert (project / figure).stat().st_size > 10_000, figure
+        assert figure in html.replace("%2F", "/"), figure
 
 
 def test_mlflow_has_one_parent_with_a_child_per_stage(repro_project):
@@ -152,6 +163,16 @@ def test_mlflow_has_one_parent_with_a_child_per_stage(repro_project):
         "finetune.csv",
         "scratch.csv",
     ]
+    evaluate_run = by_name["evaluate"].info.run_id
+    figures = {Path(a.path).name for a in client.list_artifacts(evaluate_run, "plots")}
+    assert {f"gradcam_{m}.png" for m in MODELS} <= figures
+    for model in MODELS:  # beside each model, in its own run
+        listed = client.list_artifacts(by_name[model].info.run_id, "gradcam")
+        assert [Path(a.path).name for a in listed] == [f"gradcam_{model}.png"]
+    filters_run = by_name["filters"].info.run_id
+    inside = {Path(a.path).name for a in client.list_artifacts(filters_run, "plots")}
+    assert {"activations.png", "patterns.png"} <= inside
+    assert "untrained" in by_name["filters"].data.tags["catdog.warning"]
     # each model stage logged a model that MLflow's pyfunc loads and predicts with
     models = client.search_logged_models([parent.info.experiment_id])
     assert {m.source_run_id for m in models} >= {
@@ -292,14 +313,30 @@ def test_dvc_push_after_catdog_run_then_pull_into_a_fresh_clone(run_project, tmp
 
 
 def test_catdog_predict_gives_the_probability_evaluate_gave(repro_project):
-    import pandas as pd
-
     project, env = repro_project
     evaluated = pd.read_csv(project / "reports/predictions/finetune.csv").head(3)
     result = run([CATDOG, "predict", *evaluated["path"]], project, env)
-    predicted = pd.read_csv(__import__("io").StringIO(result.stdout))
+    predicted = pd.read_csv(io.StringIO(result.stdout))
     assert list(predicted["path"]) == list(evaluated["path"])
     np.testing.assert_allclose(predicted["prob_dog"], evaluated["prob_dog"], atol=2e-6)
+
+
+def test_catdog_explain_shows_where_the_champion_looked_on_shared_photos(repro_project):
+    project, env = repro_project
+    select = SHARED_PHOTOS.parent / "dogs-vs-cats-200px" / "select"  # never report/: kept unseen
+    photos = [select / f"{label}.{n}.jpg" for label in ("cat", "dog") for n in (3000, 3001)]
+    if not all(p.is_file() for p in photos):
+        pytest.skip(f"the shared photos are not at {select}")
+    champion = "models:/catdog@champion"
+    explain = [CATDOG, "explain", *map(str, photos), "--model", champion, "--out", "seen"]
+    explained = pd.read_csv(io.StringIO(run(explain, project, env).stdout))
+    predict = [CATDOG, "predict", *map(str, photos), "--model", champion]
+    predicted = pd.read_csv(io.StringIO(run(predict, project, env).stdout))
+    np.testing.assert_allclose(explained["prob_dog"], predicted["prob_dog"], atol=2e-6)
+    for photo, overlay in zip(photos, explained["heatmap"], strict=True):
+        with Image.open(photo) as original, Image.open(project / overlay) as shown:
+            assert shown.size == original.size  # 200 px photos keep their size
+    assert (project / "seen" / "explain.csv").is_file()
 
 
 def test_catdog_compare_reads_the_executions_from_mlflow(repro_project):
@@ -326,8 +363,6 @@ def test_catdog_compare_reads_the_executions_from_mlflow(repro_project):
 def test_our_scratch_recipe_through_catdog_run_params_best_predict_and_compare(run_project):
     """`catdog run --params params-best.yaml` (tiny sizes): the mini-Xception in bfloat16 trains,
     is logged, predicts what evaluate scored, and `catdog compare` shows the arch that differs."""
-    import pandas as pd
-
     from tests.conftest import REPO, TINY_PARAMS
 
     project, env = run_project
@@ -354,7 +389,7 @@ def test_our_scratch_recipe_through_catdog_run_params_best_predict_and_compare(r
 
     evaluated = pd.read_csv(project / "reports/predictions/scratch.csv").head(4)
     predict = [CATDOG, "predict", "--model", "models/scratch.keras", *evaluated["path"]]
-    predicted = pd.read_csv(__import__("io").StringIO(run(predict, project, env).stdout))
+    predicted = pd.read_csv(io.StringIO(run(predict, project, env).stdout))
     np.testing.assert_allclose(predicted["prob_dog"], evaluated["prob_dog"], atol=2e-6)
 
     _, runs = mlflow_runs(project)
