@@ -223,8 +223,9 @@ def stage_run(
                 if not tracking_server_gone(mlflow.get_tracking_uri()):
                     mlflow.set_tag("catdog.error", f"{stage} failed: {error}"[:5000])
                     MlflowClient().set_terminated(execution.run_id, status=status)
+                    # its last samples; with the server gone, flushing would only retry
+                    machine.stop_watching(run.info.run_id)
             with contextlib.suppress(Exception), _store_errors_unlogged():
-                machine.stop_watching(run.info.run_id)
                 mlflow.end_run(status)  # here, so leaving the block does not retry it
             raise
         machine.stop_watching(run.info.run_id)
