@@ -65,6 +65,7 @@ def main() -> None:
     import pandas as pd
 
     from catdog.plots.grid import plot_image_grid
+    from catdog.sources import label_for
 
     photos = first_photos(args.photos, args.per_class)
     if not photos:
@@ -80,7 +81,7 @@ def main() -> None:
             raise SystemExit(shown.stderr.strip())
         table = pd.read_csv(io.StringIO(shown.stdout))
         pictures = np.stack([letterboxed(Path(p)) for p in table["heatmap"]])
-    actual = [Path(p).name.split(".")[0] for p in table["path"]]
+    actual = [label_for(Path(Path(p).name)) for p in table["path"]]  # cat.3000.jpg: a cat
     titles = [
         f"{Path(p).stem}: dog {prob:.2f} {'right' if label == truth else 'WRONG'}"
         for p, prob, label, truth in zip(

@@ -60,6 +60,7 @@ def evaluate_seconds(project: Path, gradcam: int) -> float:
 
 
 def measure(label: str, project: Path, repeats: int) -> None:
+    from catdog.manifest import read_manifest, split_rows
     from catdog.params import EvaluateParams
     from catdog.vocabulary import MANIFEST
 
@@ -71,7 +72,7 @@ def measure(label: str, project: Path, repeats: int) -> None:
     for _ in range(repeats):  # alternating: a slow spell of the machine hits both
         on.append(evaluate_seconds(project, default))
         off.append(evaluate_seconds(project, 0))
-    test = sum(1 for line in (project / MANIFEST).read_text().splitlines() if ",test," in line)
+    test = len(split_rows(read_manifest(project / MANIFEST), "test"))
     with_s, without_s = statistics.median(on), statistics.median(off)
     print(
         f"{label}: {test} test images, stages before evaluate {prepared:.0f} s; evaluate with "
