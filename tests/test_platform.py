@@ -277,9 +277,9 @@ def shown_picture(tab, selector: str) -> None:
     assert picture.evaluate("i => i.naturalWidth") > 300, selector
 
 
-def check_in_a_browser(mlflow_url, prefect_url, experiment_id, runs, scratch_run) -> None:
+def check_in_a_browser(mlflow_url, prefect_url, experiment_id, seen, scratch_run) -> None:
     """What a person sees, page by page, with the screenshots saved."""
-    evaluates = [r for r in runs if r.data.tags.get("catdog.stage") == "evaluate"]
+    runs, evaluates = seen["runs"], seen["evaluates"]
     login = {"username": "admin", "password": PASSWORD}
     with chromium(http_credentials=login, viewport={"width": 1800, "height": 1000}) as browser:
         tab = browser.new_page()
@@ -529,7 +529,7 @@ def test_servers_behind_credentials_three_executions_uis_registry_and_champion(
         seen = check_mlflow_runs(client, experiment, project)
         runs = seen["runs"]
         scratch_run = check_prefect(prefect_api, runs)
-        check_in_a_browser(mlflow_url, prefect_url, experiment.experiment_id, runs, scratch_run)
+        check_in_a_browser(mlflow_url, prefect_url, experiment.experiment_id, seen, scratch_run)
         check_lineage_registry_and_champion(client, seen, project, env)
         check_served_champion(project, env, model_port, tmp_path / "predict.csv")
     finally:

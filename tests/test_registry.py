@@ -288,9 +288,12 @@ def test_a_model_logged_after_the_machine_was_sampled_carries_none_of_its_sample
     path = tiny_image_model(tmp_path / "models/scratch.keras", 2.0)
     with mlflow.start_run(run_name="scratch") as run:
         machine.watch(run.info.run_id)
-        sampled = lambda: MlflowClient().get_metric_history(  # noqa: E731
-            run.info.run_id, "system/cpu_utilization_percentage"
-        )
+
+        def sampled() -> list:
+            return MlflowClient().get_metric_history(
+                run.info.run_id, "system/cpu_utilization_percentage"
+            )
+
         deadline = time.monotonic() + 60
         while len(sampled()) < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
