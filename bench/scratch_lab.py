@@ -1,13 +1,15 @@
 """Research runner: a from-scratch convnet that reaches >= 90% test in <= 1,800 s.
 
 Needs only a manifest CSV (columns ``path``, ``label``, ``split``; paths relative to the
-manifest's folder), TensorFlow/Keras and NumPy. Two commands:
+manifest's folder), TensorFlow/Keras and NumPy. The main commands:
 
 ``train``  one training run; writes one CSV row per epoch (epoch, wall seconds excluding pauses,
            loss, accuracy, val_loss, val_accuracy, lr) and a JSON summary (timings, loads, best
            epoch, validation accuracy with and without flip averaging; test only with --test).
 ``speed``  interleaved A/B timing of training steps for several variants in one process (same
            conditions), e.g. image size, precision, architecture, augmentation, input pipeline.
+``compare`` runs trained with ``--test`` against a base run on the same held-out photos: each
+           accuracy with its interval, each gain with its paired interval and McNemar's p.
 
 Machine sharing: before a run and at every epoch end it waits while ``/tmp/catdog-cpu-quiet``
 exists (polling every 10 s); time spent waiting is excluded from the wall times, and
@@ -30,6 +32,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -764,6 +767,114 @@ def table(args: argparse.Namespace) -> None:
         )
 
 
+def compare(args: argparse.Namespace) -> None:
+    """Held-out accuracy of runs trained with ``--test`` against a base run, on the same photos:
+    each with its 95% Wilson interval, and the paired difference from the base with Newcombe's
+    interval and McNemar's exact p-value (``catdog.intervals``), so a gain that is noise says so.
+    Writes the rows as CSV to ``--out`` when given."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from catdog.intervals import paired_comparison, wilson_interval
+
+    _, labels = read_manifest(Path(args.manifest), "test")
+    truth = labels > 0.5
+
+    def right(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+        plain, mirrored = np.load(folder / "test_pred.npy")
+        return (plain > 0.5) == truth, (mirrored > 0.5) == truth
+
+    base = Path(args.base)
+    base_right, _ = right(base)
+    rows = []
+    for folder in map(Path, [args.base, *args.runs]):
+        summary = json.loads((folder / "summary.json").read_text())
+        with (folder / "epochs.csv").open(newline="") as handle:
+            epochs = list(csv.DictReader(handle))
+        cpu = [float(r["cpu_s"]) for r in epochs]
+        row: dict[str, Any] = {
+            "run": folder.name,
+            "epochs": len(epochs),
+            "selected_epoch": summary["selected_epoch"],
+            "wall_s": summary["wall_s"],
+            "cpu_s_per_epoch": round((cpu[-1] - cpu[1]) / max(len(cpu) - 2, 1), 1),
+            "val_accuracy": summary["val_accuracy"],
+        }
+        for name, hits in zip(("held_out", "held_out_flip"), right(folder), strict=True):
+            low, high = wilson_interval(int(hits.sum()), len(hits))
+            row |= {name: hits.mean(), f"{name}_low": low, f"{name}_high": high}
+        pair = paired_comparison(folder.name, right(folder)[0], base.name, base_right)
+        row |= {
+            "photos": pair.images,
+            "gain": pair.difference,
+            "gain_low": pair.ci_low,
+            "gain_high": pair.ci_high,
+            "mcnemar_p": pair.p_value,
+            "verdict": "base" if folder == base else pair.verdict(),
+        }
+        rows.append(row)
+    print(
+        f"| run | epochs (kept) | CPU s/epoch | held-out % [95%] | with flip % | "
+        f"gain vs {base.name}, points [95%] | verdict |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        gain = (
+            "—"
+            if r["verdict"] == "base"
+            else f"{100 * r['gain']:+.1f} [{100 * r['gain_low']:+.1f}, {100 * r['gain_high']:+.1f}]"
+        )
+        print(
+            f"| {r['run']} | {r['epochs']} ({r['selected_epoch']}) | {r['cpu_s_per_epoch']} "
+            f"| {100 * r['held_out']:.1f} [{100 * r['held_out_low']:.1f}, "
+            f"{100 * r['held_out_high']:.1f}] | {100 * r['held_out_flip']:.1f} | {gain} "
+            f"| {r['verdict']} |"
+        )
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with Path(args.out).open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.out}")
+    if args.plot:
+        plot_held_out(rows, Path(args.plot), args.title)
+
+
+def plot_held_out(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Each run's held-out accuracy with its 95% interval, the base's interval shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.6), dpi=110)
+    base = rows[0]
+    ax.axvspan(100 * base["held_out_low"], 100 * base["held_out_high"], color="grey", alpha=0.15)
+    ax.axvline(90, color="grey", linestyle=":", linewidth=1)
+    ax.text(90, -0.55, " 90%", color="grey", fontsize=8, va="center")
+    for y, r in enumerate(rows):
+        acc, low, high = (100 * r[k] for k in ("held_out", "held_out_low", "held_out_high"))
+        ax.errorbar(acc, y, xerr=[[acc - low], [high - acc]], fmt="o", color="C0", capsize=3)
+        ax.annotate(
+            f"{acc:.1f}% [{low:.1f}, {high:.1f}]",
+            (high, y),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    ax.set_yticks(range(len(rows)), [r["run"] for r in rows])
+    ax.set_ylim(len(rows) - 0.5, -0.8)  # the first run on top, room for the 90% label
+    ax.set_xlim(75, 95)
+    ax.set_xlabel(f"accuracy on {rows[0]['photos']:,} held-out photos, % (95% interval)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def earlystop(args: argparse.Namespace) -> None:
     """Replay EarlyStopping(monitor, patience, restore_best_weights=True) on recorded curves:
     where it would have stopped, which epoch it would have restored, and at what cost."""
@@ -898,6 +1009,15 @@ def main(argv: list[str] | None = None) -> None:
     m = sub.add_parser("table", help="a Markdown table of runs")
     m.add_argument("runs", nargs="+", help="run folders")
 
+    c = sub.add_parser(
+        "compare", help="held-out accuracy of --test runs against a base run, paired"
+    )
+    c.add_argument("base", help="the run the others are compared with")
+    c.add_argument("runs", nargs="+", help="run folders")
+    c.add_argument("--out", default=None, help="CSV of the rows")
+    c.add_argument("--plot", default=None, help="PNG: each run's accuracy and interval")
+    c.add_argument("--title", default="From-scratch variants on held-out photos")
+
     e = sub.add_parser("earlystop", help="replay early stopping on recorded curves")
     e.add_argument("runs", nargs="+", help="run folders")
     e.add_argument("--monitor", nargs="+", default=["val_loss", "val_accuracy"])
@@ -909,6 +1029,7 @@ def main(argv: list[str] | None = None) -> None:
         "speed": speed,
         "plot": plot,
         "table": table,
+        "compare": compare,
         "earlystop": earlystop,
     }
     commands[args.command](args)
