@@ -8,6 +8,8 @@ manifest's folder), TensorFlow/Keras and NumPy. The main commands:
            epoch, validation accuracy with and without flip averaging; test only with --test).
 ``speed``  interleaved A/B timing of training steps for several variants in one process (same
            conditions), e.g. image size, precision, architecture, augmentation, input pipeline.
+``manifest`` a manifest from a project's split (train, validation) with a held-out folder
+           such as ``select/`` as its test rows.
 ``compare`` runs trained with ``--test`` against a base run on the same held-out photos: each
            accuracy with its interval, each gain with its paired interval and McNemar's p.
 
@@ -699,6 +701,40 @@ def speed(args: argparse.Namespace) -> dict:
     return report
 
 
+# --------------------------------------------------------------------------- manifest
+def held_out_manifest(args: argparse.Namespace) -> None:
+    """A manifest for ``train``: the pipeline's train and validation rows (a project's
+    ``data/split/manifest.csv``) and every photo of a held-out folder as the test rows, so
+    ``train --test`` scores on photos no choice was made with (``select/``: to choose with).
+    ``--fit-validation`` adds the validation rows to the training rows too (retraining on train +
+    validation; the epoch is then not chosen on them: ``--select last``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from catdog.sources import label_for
+
+    project, out = Path(args.project).resolve(), Path(args.manifest).resolve()
+    rows = []
+    with (project / "data" / "split" / "manifest.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["split"] == "test":
+                continue
+            path = os.path.relpath(project / row["path"], out.parent)
+            if row["split"] == "validation" and args.fit_validation:
+                rows.append((path, row["label"], "train"))
+            rows.append((path, row["label"], row["split"]))
+    held_out = Path(args.held_out).resolve()
+    for photo in sorted(held_out.iterdir()):
+        label = label_for(photo.relative_to(held_out))
+        if label is not None:
+            rows.append((os.path.relpath(photo, out.parent), label, "test"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("path", "label", "split"))
+        writer.writerows(rows)
+    counts = {split: sum(r[2] == split for r in rows) for split in ("train", "validation", "test")}
+    print(f"wrote {out}: {counts}")
+
+
 # --------------------------------------------------------------------------- plot
 def plot(args: argparse.Namespace) -> None:
     """Validation accuracy against wall seconds (pauses excluded) for runs' epochs.csv."""
@@ -1000,6 +1036,18 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--rounds", type=int, default=3)
     s.add_argument("--out", default=None, help="JSON report")
 
+    h = sub.add_parser(
+        "manifest", help="--manifest from a project's split and a held-out folder as test"
+    )
+    h.add_argument("--project", required=True, help="a project whose split stage has run")
+    h.add_argument("--held-out", dest="held_out", required=True, help="photos, e.g. select/")
+    h.add_argument(
+        "--fit-validation",
+        dest="fit_validation",
+        action="store_true",
+        help="also train on the validation rows",
+    )
+
     p = sub.add_parser("plot", help="validation accuracy against wall seconds")
     p.add_argument("--run", action="append", required=True, help="LABEL=RUN_FOLDER")
     p.add_argument("--out", required=True, help="PNG path")
@@ -1030,6 +1078,7 @@ def main(argv: list[str] | None = None) -> None:
         "plot": plot,
         "table": table,
         "compare": compare,
+        "manifest": held_out_manifest,
         "earlystop": earlystop,
     }
     commands[args.command](args)
