@@ -275,6 +275,12 @@ class ScratchParams(TrainParams):
         description="stop after this many epochs without a lower "
         "validation loss; 0: train every epoch",
     )
+    keep: Literal["best", "last"] = Field(
+        "best",
+        description="best: the epoch best by monitor (the book's checkpoint); last: the last "
+        "epoch trained, for a schedule that decays to 0 (200 validation photos choose an epoch "
+        "by luck)",
+    )
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> ScratchParams:

@@ -26,7 +26,7 @@ class TrainResult:
 
     model: keras.Model
     history: dict[str, list[float]]
-    best_epoch: int  # 0-based
+    best_epoch: int  # 0-based: the epoch kept (the last one when training keeps the last)
     best_val_loss: float
 
     @property
@@ -76,10 +76,12 @@ def train(
     on_epoch_end: EpochCallback | None = None,
     patience: int | None = None,
     monitor: str = "val_loss",
+    keep: str = "best",
     verbose: int = 0,
 ) -> TrainResult:
     """Compile (RMSprop unless ``optimizer`` is given) and train; the returned model holds the
-    best epoch by ``monitor`` (lowest ``val_loss``, or highest ``val_accuracy``).
+    best epoch by ``monitor`` (lowest ``val_loss``, or highest ``val_accuracy``), or with
+    ``keep="last"`` the last epoch trained.
 
     Keras' ``EarlyStopping(restore_best_weights=True)`` keeps the best epoch's weights and, with
     ``patience``, stops once ``monitor`` has not improved for that many epochs.
@@ -97,15 +99,19 @@ def train(
             a tracker); epochs count from 0.
         patience: Stop after this many epochs without a better ``monitor`` (None: never).
         monitor: ``val_loss`` (the book's checkpoint) or ``val_accuracy``.
+        keep: ``best`` (the epoch best by ``monitor``) or ``last`` (the last epoch trained: for a
+            schedule that decays to 0, where a small validation split chooses an epoch by luck).
         verbose: Keras' own printing (0: none; the callers log each epoch themselves).
     """
+    if keep not in ("best", "last"):
+        raise ValueError(f"unknown keep {keep!r}: choose best or last")
     model.compile(
         optimizer=optimizer or keras.optimizers.RMSprop(learning_rate=learning_rate),
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )
     keep_best = keras.callbacks.EarlyStopping(
-        monitor=monitor, patience=patience or epochs, restore_best_weights=True
+        monitor=monitor, patience=patience or epochs, restore_best_weights=keep == "best"
     )
     callbacks: list[keras.callbacks.Callback] = [keep_best]
     if on_epoch_end is not None:
@@ -122,7 +128,7 @@ def train(
     else:  # a dataset shuffles itself (see images.make_dataset)
         history = model.fit(train_data, validation_data=validation_data, shuffle=False, **fit)
     values = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    best = keep_best.best_epoch
+    best = keep_best.best_epoch if keep == "best" else len(values["loss"]) - 1
     return TrainResult(model, values, best, values["val_loss"][best])
 
 

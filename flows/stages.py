@@ -185,7 +185,7 @@ def publish_run_link(stage: str, run: mlflow.ActiveRun, label: str) -> None:
 
 
 def publish_history(stage: str, result: StageResult) -> None:
-    """The model's training history as a Prefect table artifact, best epoch first in words."""
+    """The model's training history as a Prefect table artifact, kept epoch first in words."""
     history = result.history or {}
     best = int(result.metrics.get("best_epoch", 0))
     rows = [
@@ -196,7 +196,7 @@ def publish_history(stage: str, result: StageResult) -> None:
     create_table_artifact(
         key=f"catdog-{stage}-history",
         table=rows,
-        description=f"{stage}: best epoch {best} of {len(rows)} (kept: {summary})",
+        description=f"{stage}: kept epoch {best} of {len(rows)} ({summary})",
     )
 
 

@@ -64,13 +64,14 @@ def train_on_images(
     cache: bool = False,
     patience: int = 0,
     monitor: str = "val_loss",
+    keep: str = "best",
 ) -> TrainResult:
     """Train ``model`` on the training split's images with a section's epochs, batch size,
     learning rate and seed, validating on the validation split; log each epoch.
 
     ``optimizer`` makes the optimizer from the steps per epoch (default: RMSprop at the
-    section's rate); the epoch kept is the best by ``monitor``, and ``patience`` > 0 stops
-    once it stops improving.
+    section's rate); the epoch kept is the best by ``monitor`` (or the last with ``keep="last"``),
+    and ``patience`` > 0 stops once it stops improving.
     """
     train_data, val_data = image_datasets(
         root, image_size, section.batch_size, section.seed, cache=cache
@@ -85,5 +86,6 @@ def train_on_images(
         optimizer=optimizer(steps) if optimizer else None,
         patience=patience or None,
         monitor=monitor,
+        keep=keep,
         on_epoch_end=epoch_progress(stage, section.epochs, on_epoch_end),
     )

@@ -58,5 +58,6 @@ def scratch(
         cache=p.cache_images,
         patience=p.patience,
         monitor=p.monitor,
+        keep=p.keep,
     )
     return save_training_outputs("scratch", result, root)

@@ -27,7 +27,7 @@ def save_training_outputs(
     )
     best = result.best_metrics
     run_logger().info(
-        "%s: best epoch %d of %d (val_loss %.4f, val_accuracy %.3f)",
+        "%s: kept epoch %d of %d (val_loss %.4f, val_accuracy %.3f)",
         name,
         result.best_epoch + 1,
         len(result.history["loss"]),
@@ -45,6 +45,6 @@ def save_training_outputs(
         model_path=model_path,
         model=result.model,
         tags=tags or {},
-        summary=f"best epoch {result.best_epoch + 1} of {len(result.history['loss'])}, "
+        summary=f"kept epoch {result.best_epoch + 1} of {len(result.history['loss'])}, "
         f"val_accuracy {best.get('val_accuracy', float('nan')):.3f}",
     )

@@ -142,6 +142,24 @@ def test_recipe_params_are_checked_with_the_key_at_fault():
         make_optimizer("sgd", 0.1)
 
 
+def test_keep_last_keeps_the_last_epoch_trained_not_the_best():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] + 0.3 * rng.normal(size=64) > 0).astype("float32")
+    head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    flipped = (x[:32], 1 - y[:32])  # validation labels against training: val_loss only rises
+    keras.utils.set_random_seed(3)
+    result = train(head, (x, y), flipped, epochs=6, learning_rate=0.05, batch_size=16, keep="last")
+    losses = result.history["val_loss"]
+    assert int(np.argmin(losses)) < 5, "this setup should not end on its best epoch"
+    assert result.best_epoch == 5
+    assert result.best_val_loss == losses[-1]
+    kept = head.evaluate(*flipped, verbose=0, return_dict=True)["loss"]
+    assert kept == pytest.approx(losses[-1], rel=1e-5)
+    with pytest.raises(ValueError, match="unknown keep 'first'"):
+        train(head, (x, y), (x, y), epochs=1, learning_rate=0.1, keep="first")
+
+
 def test_monitor_val_accuracy_keeps_the_most_accurate_epoch():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(64, 4)).astype("float32")

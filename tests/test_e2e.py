@@ -380,10 +380,10 @@ def test_our_scratch_recipe_through_catdog_run_params_best_predict_and_compare(r
     assert "scratch" in ran and "evaluate" in ran
     assert not {"ingest", "split", "augment", "features"} & set(ran)  # only what changed
     written = yaml.safe_load((project / "params.yaml").read_text())["scratch"]
-    assert (written["arch"], written["compute"], written["monitor"]) == (
+    assert (written["arch"], written["compute"], written["keep"]) == (
         "xception",
         "mixed_bfloat16",
-        "val_accuracy",
+        "last",
     )
     assert dvc_status(project, env) == {}
 
