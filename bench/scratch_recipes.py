@@ -214,10 +214,16 @@ def plot(epochs, summary, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(9, 5.5), dpi=120)
-    colours = {"book": "tab:gray", "best": "tab:blue", "best-128px": "tab:orange"}
+    colours = {
+        "book": "tab:gray",
+        "best": "tab:blue",
+        "best-val-epoch": "tab:cyan",
+        "best-128px": "tab:orange",
+    }
     names = {
         "book": "the book's recipe",
         "best": "ours (params-best.yaml)",
+        "best-val-epoch": "ours, the epoch chosen on validation",
         "best-128px": "ours at 128 px, 80 epochs",
     }
     styles = ("-", "--", ":", "-.")
@@ -255,9 +261,9 @@ def plot(epochs, summary, path: Path) -> None:
         title="From scratch on the shared photos (1,000/100/100 per class), 2 CPU cores",
     )
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
+    # below the axes: each entry carries its figures, too long to sit over the curves
+    axes.legend(loc="upper left", bbox_to_anchor=(0, -0.12), fontsize=8)
+    figure.savefig(path, bbox_inches="tight")
 
 
 def score_kept(args: argparse.Namespace) -> None:
