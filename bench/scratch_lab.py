@@ -702,25 +702,34 @@ def speed(args: argparse.Namespace) -> dict:
 
 
 # --------------------------------------------------------------------------- manifest
+def project_on_path() -> None:
+    """Make this repository's ``catdog`` importable (only the commands that read the pipeline's
+    files or its intervals need it; ``train`` and ``speed`` stay standalone)."""
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
 def held_out_manifest(args: argparse.Namespace) -> None:
     """A manifest for ``train``: the pipeline's train and validation rows (a project's
     ``data/split/manifest.csv``) and every photo of a held-out folder as the test rows, so
     ``train --test`` scores on photos no choice was made with (``select/``: to choose with).
     ``--fit-validation`` adds the validation rows to the training rows too (retraining on train +
     validation; the epoch is then not chosen on them: ``--select last``)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    project_on_path()
+    from catdog.manifest import read_manifest as read_split
     from catdog.sources import label_for
+    from catdog.vocabulary import MANIFEST
 
     project, out = Path(args.project).resolve(), Path(args.manifest).resolve()
     rows = []
-    with (project / "data" / "split" / "manifest.csv").open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["split"] == "test":
-                continue
-            path = os.path.relpath(project / row["path"], out.parent)
-            if row["split"] == "validation" and args.fit_validation:
-                rows.append((path, row["label"], "train"))
-            rows.append((path, row["label"], row["split"]))
+    for row in read_split(project / MANIFEST).itertuples():
+        if row.split == "test":
+            continue
+        path = os.path.relpath(project / row.path, out.parent)
+        if row.split == "validation" and args.fit_validation:
+            rows.append((path, row.label, "train"))
+        rows.append((path, row.label, row.split))
     held_out = Path(args.held_out).resolve()
     for photo in sorted(held_out.iterdir()):
         label = label_for(photo.relative_to(held_out))
@@ -808,7 +817,7 @@ def compare(args: argparse.Namespace) -> None:
     each with its 95% Wilson interval, and the paired difference from the base with Newcombe's
     interval and McNemar's exact p-value (``catdog.intervals``), so a gain that is noise says so.
     Writes the rows as CSV to ``--out`` when given."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    project_on_path()
     from catdog.intervals import paired_comparison, wilson_interval
 
     _, labels = read_manifest(Path(args.manifest), "test")
@@ -822,6 +831,7 @@ def compare(args: argparse.Namespace) -> None:
     base_right, _ = right(base)
     rows = []
     for folder in map(Path, [args.base, *args.runs]):
+        plain, mirrored = right(folder)
         summary = json.loads((folder / "summary.json").read_text())
         with (folder / "epochs.csv").open(newline="") as handle:
             epochs = list(csv.DictReader(handle))
@@ -834,10 +844,10 @@ def compare(args: argparse.Namespace) -> None:
             "cpu_s_per_epoch": round((cpu[-1] - cpu[1]) / max(len(cpu) - 2, 1), 1),
             "val_accuracy": summary["val_accuracy"],
         }
-        for name, hits in zip(("held_out", "held_out_flip"), right(folder), strict=True):
+        for name, hits in (("held_out", plain), ("held_out_flip", mirrored)):
             low, high = wilson_interval(int(hits.sum()), len(hits))
             row |= {name: hits.mean(), f"{name}_low": low, f"{name}_high": high}
-        pair = paired_comparison(folder.name, right(folder)[0], base.name, base_right)
+        pair = paired_comparison(folder.name, plain, base.name, base_right)
         row |= {
             "photos": pair.images,
             "gain": pair.difference,
