@@ -284,18 +284,24 @@ def e2e_env(prefect_api: str, prefect_server_home: Path | None, tmp_path: Path) 
     """Environment for the project's commands: the shared Prefect server, an empty Keras cache.
 
     A shared server that died since the last test is started again, as the next `catdog`
-    command would start a project's own, and the test run warns about it.
+    command would start a project's own, and the test run warns about it with the end of the
+    server's log, which says what it died of unless it was killed.
     """
     import warnings
 
     from catdog.servers.health import is_healthy
-    from catdog.servers.prefect import ensure_prefect_api
+    from catdog.servers.prefect import ensure_prefect_api, prefect_home
 
     api = prefect_api
     if prefect_server_home is not None and not is_healthy(f"{api}/health"):
-        api = ensure_prefect_api(prefect_server_home)
-        died = f"the shared Prefect server at {prefect_api} had died; started at {api}"
-        warnings.warn(died, stacklevel=2)
+        home = prefect_home(prefect_server_home)
+        log, pid = home / "server.log", home / "server.pid"
+        said = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else []
+        server = pid.read_text() if pid.exists() else ""
+        api = ensure_prefect_api(prefect_server_home)  # waits for one that is only busy
+        if pid.read_text() != server:
+            died = f"the shared Prefect server at {prefect_api} had died; started at {api}"
+            warnings.warn("\n".join([died, f"the end of {log}:", *said]), stacklevel=2)
     return project_env(
         {
             "PREFECT_API_URL": api,

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -107,6 +108,12 @@ def test_processes_starting_at_once_share_one_server_with_its_own_history(home):
     assert run["state"]["type"] == "COMPLETED"
     server = _server_pid(home)
     assert ensure_prefect_api(home) == url and _server_pid(home) == server  # reused
+    # a server too busy to answer for seconds (here: stopped for 6 s) is waited for, not
+    # replaced under the flow runs it serves
+    busy = psutil.Process(server)
+    busy.suspend()
+    threading.Timer(6, busy.resume).start()
+    assert ensure_prefect_api(home) == url and _server_pid(home) == server
 
 
 def test_two_checkouts_keep_their_own_run_history(tmp_path, monkeypatch):
@@ -153,6 +160,10 @@ def test_a_killed_server_is_started_again_and_stop_stops_it(home, monkeypatch):
     assert not ports and f":{held}/" not in again
     assert httpx.get(f"{again}/health", timeout=5).json() is True
     assert _server_pid(home) != server.pid
+    # what the server says (a warning, the error it dies of) goes to its log, not to a pipe
+    # nobody reads
+    output = {f.fd: f.path for f in psutil.Process(_server_pid(home)).open_files() if f.fd < 3}
+    assert output == {1: str(prefect_home(home) / "server.log"), 2: output[1]}
     assert stop_prefect_server(home)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{again}/health", timeout=2)

@@ -3,14 +3,18 @@
 Unless ``PREFECT_API_URL`` names a server (a team's, or ``catdog serve``'s), every command that
 runs flows uses a server of the project's own, under ``PREFECT_HOME=<project>/.catdog/prefect``:
 its database, and so its run history, belong to this checkout. It is started on first use with
-``prefect config set`` (the API and UI addresses, in that home's profile), ``prefect server start
---background`` and ``prefect server status --wait``, keeps running for the UI after the pipeline,
-and stops with ``prefect server stop`` (``catdog prefect-server stop``).
+``prefect config set`` (the API and UI addresses, in that home's profile) and ``prefect server
+start``, keeps running for the UI after the pipeline, and stops with ``prefect server stop``
+(``catdog prefect-server stop``).
 
 What Prefect's commands leave to us: choosing a free port (4200 when it is free), letting one
 process start the server when several stages start at once (a lock file), keeping the server out
 of the terminal's process group (Ctrl-C on a run must not stop it), and removing a pid file left
-by a server that was killed, which would make ``prefect server start`` refuse to start.
+by a server that was killed. We also detach the server ourselves rather than with ``prefect
+server start --background``: that one gives the server pipes for its output that nobody reads
+once the command returns, so whatever the server says (a warning, the error it dies of) is lost.
+Ours writes everything to ``server.log`` in its home, and writes the pid file ``prefect server
+stop`` reads, in Prefect's format.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +51,7 @@ HOST = "127.0.0.1"
 START_TIMEOUT_S = 120
 START_ATTEMPTS = 3  # ports tried, when another server takes the free one first
 _PID_FILE = "server.pid"  # Prefect's own name for it (prefect.cli._server_utils)
-_LOG_FILE = "server-start.log"
+_LOG_FILE = "server.log"  # the server's output, and that of the commands that manage it
 
 
 class PrefectServerError(CatdogError):
@@ -120,28 +125,48 @@ def _server_process(home: Path) -> psutil.Process | None:
         words = " ".join(process.cmdline())
     except (OSError, ValueError, psutil.Error):
         return None
-    return process if "prefect.server" in words and process.is_running() else None
+    server = "prefect server start" in words or "prefect.server" in words  # or --background's
+    return process if server and process.is_running() else None
+
+
+def _log_tail(home: Path, lines: int = 5) -> str:
+    """Where the log is, and its last ``lines`` lines: for an error message."""
+    log = prefect_home(home) / _LOG_FILE
+    with contextlib.suppress(OSError):
+        return f"see {log}: " + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    return f"see {log}"
 
 
 def _prefect(home: Path, *args: str, timeout_s: float = START_TIMEOUT_S) -> None:
-    """Run ``prefect ARGS`` in the project's Prefect home; its output goes to a log file."""
-    log = prefect_home(home) / _LOG_FILE
-    with log.open("ab") as out:
+    """Run ``prefect ARGS`` in the project's Prefect home; its output goes to the log."""
+    with (prefect_home(home) / _LOG_FILE).open("ab") as out:
         result = subprocess.run(
             [sys.executable, "-m", "prefect", *args],
             env=_prefect_env(home),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # the server it starts is not stopped by Ctrl-C on a run
+            start_new_session=True,
             timeout=timeout_s,
             check=False,
         )
     if result.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:])
         raise PrefectServerError(
-            f"`prefect {' '.join(args)}` failed (exit {result.returncode}); see {log}: {tail}"
+            f"`prefect {' '.join(args)}` failed (exit {result.returncode}); {_log_tail(home)}"
         )
+
+
+def _stop(home: Path, server: psutil.Process) -> None:
+    """``prefect server stop``, then wait for the server to end (killed if it has not in 30 s),
+    so that its port and database are free when this returns."""
+    _prefect(home, "server", "stop")
+    try:
+        server.wait(timeout=30)
+    except psutil.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=30)
+    except psutil.Error:
+        pass  # already gone
 
 
 def _listening_ports(process: psutil.Process) -> set[int]:
@@ -155,40 +180,78 @@ def _listening_ports(process: psutil.Process) -> set[int]:
     return ports
 
 
-def _answers_for(home: Path, url: str) -> bool:
+def _answers_for(home: Path, url: str, timeout_s: float = 2.0) -> bool:
     """True if the server answering at ``url`` is this project's: the process its pid file names
     listens on that port. Another project's server may hold the port, if it took it first."""
     server = _server_process(home)
     port = int(url.removesuffix("/api").rsplit(":", 1)[1])
-    return server is not None and port in _listening_ports(server) and is_healthy(f"{url}/health")
+    return (
+        server is not None
+        and port in _listening_ports(server)
+        and is_healthy(f"{url}/health", timeout_s)
+    )
+
+
+def _spawn(home: Path, port: int) -> subprocess.Popen[bytes]:
+    """``prefect server start`` on ``port``, in a session of its own, its output in the log."""
+    command = [sys.executable, "-m", "prefect", "server", "start"]
+    command += ["--host", HOST, "--port", str(port)]
+    with (prefect_home(home) / _LOG_FILE).open("ab") as out:
+        server = subprocess.Popen(
+            command,
+            env=_prefect_env(home),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # not stopped by Ctrl-C on a run, nor with its process group
+        )
+    (prefect_home(home) / _PID_FILE).write_text(str(server.pid))  # for `prefect server stop`
+    return server
+
+
+def _wait_until_up(home: Path, server: subprocess.Popen[bytes], url: str) -> bool:
+    """Wait until the server answers at ``url`` (True) or its process ends (False).
+
+    Raises:
+        PrefectServerError: It neither answered nor ended within ``START_TIMEOUT_S``.
+    """
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while server.poll() is None:
+        if _answers_for(home, url):
+            return True
+        if time.monotonic() > deadline:
+            _stop(home, psutil.Process(server.pid))
+            raise PrefectServerError(
+                f"the project's Prefect server did not answer at {url} within "
+                f"{START_TIMEOUT_S} s; {_log_tail(home)}"
+            )
+        time.sleep(0.5)
+    (prefect_home(home) / _PID_FILE).unlink(missing_ok=True)
+    return False
 
 
 def _start(home: Path) -> str:
     """Start the project's server with Prefect's commands and wait until it answers.
 
     Two projects starting their servers at the same moment can both find a port free; the one
-    that binds it second fails (or Prefect refuses the port as in use), while Prefect's status
-    check may find the other one answering. So the port is checked to be this project's server's,
-    and another is tried if it is not.
+    that binds it second fails (Prefect refuses the port as in use), while the other one answers
+    there. So the port is checked to be this project's server's, and another is tried if it is
+    taken.
     """
     for _ in range(START_ATTEMPTS):
         if (prefect_home(home) / _PID_FILE).exists() and _server_process(home) is None:
-            (prefect_home(home) / _PID_FILE).unlink()  # a dead server's: Prefect would refuse
+            (prefect_home(home) / _PID_FILE).unlink()  # a dead server's
         port = _free_port()
         url = f"http://{HOST}:{port}/api"
         _prefect(home, "config", "set", f"PREFECT_API_URL={url}", f"PREFECT_UI_API_URL={url}")
-        start = ("server", "start", "--background", "--host", HOST, "--port", str(port))
-        try:
-            _prefect(home, *start)
-        except PrefectServerError:
-            if _bound_port(port) is not None:
-                raise  # not the race for the port: Prefect's own failure, named in the log
-            continue  # taken since _free_port looked: try another
-        _prefect(home, "server", "status", "--wait", "--timeout", str(START_TIMEOUT_S))
-        if _answers_for(home, url):
+        server = _spawn(home, port)
+        if _wait_until_up(home, server, url):
             return url
-        if _server_process(home) is not None:
-            _prefect(home, "server", "stop")
+        if _bound_port(port) is not None:  # not the race for the port: Prefect's own failure
+            raise PrefectServerError(
+                f"`prefect server start` ended (exit {server.returncode}) before it answered; "
+                f"{_log_tail(home)}"
+            )
     raise PrefectServerError(
         f"the project's Prefect server found no port of its own on {HOST} after "
         f"{START_ATTEMPTS} tries; see {prefect_home(home) / _LOG_FILE}"
@@ -220,18 +283,22 @@ def ensure_prefect_api(home: Path) -> str:
         return url
     with _start_lock(home):
         url = recorded_api_url(home)
-        if url and _answers_for(home, url):  # started by another process meanwhile
+        # started by another process meanwhile, or busy: a loaded machine can keep a live server
+        # from answering within seconds, and stopping it would fail the flow runs it serves
+        if url and _answers_for(home, url, START_TIMEOUT_S):
             return url
-        if _server_process(home) is not None:  # running but not answering: start afresh
-            _prefect(home, "server", "stop")
+        server = _server_process(home)
+        if server is not None:  # running but not answering: start afresh
+            _stop(home, server)
         return _start(home)
 
 
 def stop_prefect_server(home: Path) -> bool:
     """Stop the project's server (``prefect server stop``); False if none was running."""
     with _start_lock(home):
-        if _server_process(home) is None:
+        server = _server_process(home)
+        if server is None:
             (prefect_home(home) / _PID_FILE).unlink(missing_ok=True)
             return False
-        _prefect(home, "server", "stop")
+        _stop(home, server)
         return True
