@@ -130,6 +130,8 @@ def test_servers_on_all_interfaces_want_credentials_and_stages_use_them(tmp_path
         runs = MlflowClient(mlflow_url).search_runs([experiment.experiment_id])
         stages = [r.data.tags["catdog.stage"] for r in runs if "catdog.stage" in r.data.tags]
         assert sorted(stages) == ["ingest", "split"]  # each with its own execution's parent run
+        # the server remembers a password that passed its check, for that password only
+        assert httpx.get(search, auth=("admin", "guess")).status_code == 401
         assert all(r.info.status == "FINISHED" for r in runs)
         flows = httpx.post(flow_runs, json={}, headers={"Authorization": f"Basic {token}"}).json()
         assert sorted(f["name"].split(" · ")[0] for f in flows) == ["ingest", "split"]

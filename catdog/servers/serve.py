@@ -39,12 +39,17 @@ from catdog.servers.health import is_healthy
 from catdog.servers.prefect import prefect_home, stop_prefect_server
 from catdog.workspace.paths import MLFLOW_ARTIFACTS, MLFLOW_DB, local_tracking_uri, state_dir
 
-__all__ = ["LOOPBACK", "ServeOptions", "Service", "serve"]
+__all__ = ["AUTH_CACHE_TTL_S", "LOOPBACK", "ServeOptions", "Service", "auth_config", "serve"]
 
 STOP_GRACE_S = 15.0
 #: A server that dies again within this long after (re)starting is not restarted.
 CRASH_LOOP_S = 30.0
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+# MLflow's basic-auth app checks the password's scrypt hash on every request unless its cache of
+# successful checks is on (its own `auth_cache_ttl_seconds`, off by default); the cache keeps a
+# keyed digest, never the password. A password changed through MLflow's API is dropped from the
+# cache of the worker that changed it at once, from the others' within this many seconds.
+AUTH_CACHE_TTL_S = 60
 
 
 @dataclass
@@ -162,7 +167,7 @@ def _mlflow_service(home: Path, options: ServeOptions, creds: ServerCredentials 
     if creds is not None:
         command += ["--app-name", "basic-auth"]
         env.update(
-            MLFLOW_AUTH_CONFIG_PATH=str(_auth_config(home, creds.mlflow_user)),
+            MLFLOW_AUTH_CONFIG_PATH=str(auth_config(home, creds.mlflow_user)),
             MLFLOW_AUTH_ADMIN_PASSWORD=creds.mlflow_password,  # the environment, not a file
         )
         # the auth app's CSRF protection signs with it: one per server start unless given
@@ -178,8 +183,9 @@ def _mlflow_service(home: Path, options: ServeOptions, creds: ServerCredentials 
     )
 
 
-def _auth_config(home: Path, admin: str) -> Path:
-    """MLflow's basic-auth settings: its user store in .catdog/, no password (that is env)."""
+def auth_config(home: Path, admin: str, cache_ttl_s: int = AUTH_CACHE_TTL_S) -> Path:
+    """MLflow's basic-auth settings: its user store in .catdog/, no password (that is env), and
+    how long a successful password check is remembered (0: never)."""
     path = state_dir(home) / "mlflow-auth.ini"
     write_text(
         path,
@@ -187,7 +193,8 @@ def _auth_config(home: Path, admin: str) -> Path:
         "default_permission = EDIT\n"  # the team's accounts may log runs and register models
         f"database_uri = sqlite:///{state_dir(home) / 'mlflow-auth.db'}\n"
         f"admin_username = {admin}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"auth_cache_ttl_seconds = {cache_ttl_s}\n",
     )
     return path
 
