@@ -26,8 +26,9 @@ for key, value in QUIET_ENV.items():  # the command line's quiet, offline settin
     os.environ.setdefault(key, value)
 
 # The longest test files, longest first (from `pytest --durations`). pytest-xdist's loadfile
-# hands files to its two workers in collection order, so these start first and the long
-# platform test runs beside the rest instead of alone after it.
+# hands files to its two workers in collection order (with --no-loadscope-reorder: by default it
+# puts the files with most tests first, and one-test files like the platform's last), so these
+# start first and the long platform test runs beside the rest instead of alone after it.
 LONGEST_FIRST = (  # seconds per file on a clean clone, 2026-12-07, CPU shared
     "test_platform.py",  # 856
     "test_e2e.py",  # 802
