@@ -291,18 +291,16 @@ def e2e_env(prefect_api: str, prefect_server_home: Path | None, tmp_path: Path) 
     import warnings
 
     from catdog.servers.health import is_healthy
-    from catdog.servers.prefect import ensure_prefect_api, prefect_home
+    from catdog.servers.prefect import ensure_prefect_api, log_tail, prefect_home
 
     api = prefect_api
     if prefect_server_home is not None and not is_healthy(f"{api}/health"):
-        home = prefect_home(prefect_server_home)
-        log, pid = home / "server.log", home / "server.pid"
-        said = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else []
-        server = pid.read_text() if pid.exists() else ""
+        pid = prefect_home(prefect_server_home) / "server.pid"
+        server, said = pid.read_text() if pid.exists() else "", log_tail(prefect_server_home, 20)
         api = ensure_prefect_api(prefect_server_home)  # waits for one that is only busy
         if pid.read_text() != server:
             died = f"the shared Prefect server at {prefect_api} had died; started at {api}"
-            warnings.warn("\n".join([died, f"the end of {log}:", *said]), stacklevel=2)
+            warnings.warn(f"{died}; its log: {said}", stacklevel=2)
     return project_env(
         {
             "PREFECT_API_URL": api,

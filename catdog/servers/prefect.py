@@ -41,6 +41,7 @@ __all__ = [
     "PrefectServerError",
     "ensure_prefect_api",
     "free_loopback_port",
+    "log_tail",
     "prefect_home",
     "recorded_api_url",
     "stop_prefect_server",
@@ -129,8 +130,8 @@ def _server_process(home: Path) -> psutil.Process | None:
     return process if server and process.is_running() else None
 
 
-def _log_tail(home: Path, lines: int = 5) -> str:
-    """Where the log is, and its last ``lines`` lines: for an error message."""
+def log_tail(home: Path, lines: int = 5) -> str:
+    """Where the server's log is, and its last ``lines`` lines: for an error message."""
     log = prefect_home(home) / _LOG_FILE
     with contextlib.suppress(OSError):
         return f"see {log}: " + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
@@ -152,7 +153,7 @@ def _prefect(home: Path, *args: str, timeout_s: float = START_TIMEOUT_S) -> None
         )
     if result.returncode != 0:
         raise PrefectServerError(
-            f"`prefect {' '.join(args)}` failed (exit {result.returncode}); {_log_tail(home)}"
+            f"`prefect {' '.join(args)}` failed (exit {result.returncode}); {log_tail(home)}"
         )
 
 
@@ -163,8 +164,9 @@ def _stop(home: Path, server: psutil.Process) -> None:
     try:
         server.wait(timeout=30)
     except psutil.TimeoutExpired:
-        server.kill()
-        server.wait(timeout=30)
+        with contextlib.suppress(psutil.NoSuchProcess):  # it may end between the two
+            server.kill()
+            server.wait(timeout=30)
     except psutil.Error:
         pass  # already gone
 
@@ -223,7 +225,7 @@ def _wait_until_up(home: Path, server: subprocess.Popen[bytes], url: str) -> boo
             _stop(home, psutil.Process(server.pid))
             raise PrefectServerError(
                 f"the project's Prefect server did not answer at {url} within "
-                f"{START_TIMEOUT_S} s; {_log_tail(home)}"
+                f"{START_TIMEOUT_S} s; {log_tail(home)}"
             )
         time.sleep(0.5)
     (prefect_home(home) / _PID_FILE).unlink(missing_ok=True)
@@ -239,8 +241,6 @@ def _start(home: Path) -> str:
     taken.
     """
     for _ in range(START_ATTEMPTS):
-        if (prefect_home(home) / _PID_FILE).exists() and _server_process(home) is None:
-            (prefect_home(home) / _PID_FILE).unlink()  # a dead server's
         port = _free_port()
         url = f"http://{HOST}:{port}/api"
         _prefect(home, "config", "set", f"PREFECT_API_URL={url}", f"PREFECT_UI_API_URL={url}")
@@ -250,7 +250,7 @@ def _start(home: Path) -> str:
         if _bound_port(port) is not None:  # not the race for the port: Prefect's own failure
             raise PrefectServerError(
                 f"`prefect server start` ended (exit {server.returncode}) before it answered; "
-                f"{_log_tail(home)}"
+                f"{log_tail(home)}"
             )
     raise PrefectServerError(
         f"the project's Prefect server found no port of its own on {HOST} after "
