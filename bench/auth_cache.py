@@ -1,8 +1,8 @@
 """What MLflow's basic-auth costs a tracking client, measured in one run: `catdog serve --auth`'s
 MLflow server with its cache of password checks (``auth_cache_ttl_seconds``) against without it.
 
-Two real ``mlflow server --app-name basic-auth`` processes, configured by
-``catdog.servers.serve.auth_config`` with the cache on and off, same admin account and password.
+Two real MLflow servers as `catdog serve --auth` starts them (``catdog.servers.serve``), one with
+the cache on and one with it off, same admin account and password.
 A client logs metrics the way a training stage does (one ``log_metric`` request per call), in
 alternating blocks against the two servers. Prints the median requests per second of each, and
 their ratio, and writes them as JSON.
@@ -17,44 +17,38 @@ import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 ADMIN = "admin"
 
+if TYPE_CHECKING:
+    from catdog.servers.serve import Service
 
-def start(home: Path, cache_ttl_s: int, password: str) -> tuple[subprocess.Popen[bytes], str]:
-    """An auth-enabled MLflow server for ``home``, configured as `catdog serve --auth` does."""
+
+def start(home: Path, cache_ttl_s: int, password: str) -> Service:
+    """`catdog serve --auth`'s MLflow server for ``home``, its password cache set as given."""
+    from catdog.servers.auth import ServerCredentials
     from catdog.servers.health import is_healthy
     from catdog.servers.prefect import free_loopback_port
-    from catdog.servers.serve import auth_config
+    from catdog.servers.serve import ServeOptions, _mlflow_service, auth_config
 
-    port = free_loopback_port()
-    env = dict(
-        os.environ,
-        MLFLOW_AUTH_CONFIG_PATH=str(auth_config(home, ADMIN, cache_ttl_s)),
-        MLFLOW_AUTH_ADMIN_PASSWORD=password,
-        MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(32),
-        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-    )
-    command = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth"]
-    command += ["--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    log = (home / "server.log").open("ab")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    options = ServeOptions(mlflow_port=free_loopback_port(), auth=True)
+    server = _mlflow_service(home, options, ServerCredentials(ADMIN, password, ""))
+    auth_config(home, ADMIN, cache_ttl_s)  # the file the server reads, with this cache setting
+    server.start()
     deadline = time.monotonic() + 180
-    while not is_healthy(f"{url}/health"):
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the MLflow server did not start; see {home / 'server.log'}")
+    while not is_healthy(server.health_url):
+        if not server.alive() or time.monotonic() > deadline:
+            raise SystemExit(f"the MLflow server did not start:\n{server.log_tail()}")
         time.sleep(1)
-    return server, url
+    return server
 
 
 def block(client: object, run_id: str, requests: int, offset: int) -> float:
@@ -86,8 +80,8 @@ def main() -> None:
                 home.mkdir()
                 servers[name] = start(home, ttl, password)
             clients = {}
-            for name, (_, url) in servers.items():
-                client = MlflowClient(url)
+            for name, server in servers.items():
+                client = MlflowClient(server.url)
                 experiment = client.create_experiment("bench")
                 clients[name] = (client, client.create_run(experiment).info.run_id)
                 block(client, clients[name][1], 5, 0)  # connections and caches warm
@@ -96,9 +90,8 @@ def main() -> None:
                 for name, (client, run_id) in clients.items():
                     rates[name].append(block(client, run_id, args.requests, 5 + b * args.requests))
         finally:
-            for server, _ in servers.values():
-                server.terminate()
-                server.wait(timeout=30)
+            for server in servers.values():
+                server.stop()
     medians = {name: statistics.median(r) for name, r in rates.items()}
     ratio = medians["cache on"] / medians["cache off"]
     for name, value in medians.items():
